@@ -1,0 +1,219 @@
+"""``hivetray`` command line (the contract in BRIEF §3).
+
+Commands talk to the running instance over its socket; ``chat`` and ``status`` (and the other
+pool commands where it makes sense) fall back to a private pool for the command's duration.
+Exit codes: 0 success, 1 failure (one-line reason on stderr), 2 usage, 3 no instance running
+(for commands that need one), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from hivetray import ROLES, __version__, ipc
+from hivetray.config import load_config
+from hivetray.errors import HivetrayError
+from hivetray.instance import Instance, chat_params
+from hivetray.paths import AppPaths, app_paths
+
+EXIT_FAIL, EXIT_USAGE, EXIT_NO_INSTANCE, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hivetray", description="Keep local llama.cpp models warm, healthy and cheap.")
+    parser.add_argument("--version", action="version", version=f"hivetray {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("daemon", help="run the instance without widgets (servers, CI)")
+    status = sub.add_parser("status", help="one row per role")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    chat = sub.add_parser("chat", help="stream a reply from the chat worker")
+    chat.add_argument("prompt", nargs="?", help="the prompt (read from stdin when omitted)")
+    chat.add_argument("--image", help="an image file for the vision worker")
+    chat.add_argument("--max-tokens", type=int, default=None)
+    chat.add_argument("--json", action="store_true", help="one JSON object per line")
+    for name, text in (("retry", "reset the breaker or the error of ROLE"),
+                       ("restart", "stop and start ROLE's worker"),
+                       ("stop", "stop ROLE's worker (it starts again on next use)")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("role", choices=ROLES)
+    sub.add_parser("toggle-chat", help="show/hide the quick-chat window")
+    sub.add_parser("quit", help="stop all workers and exit the instance")
+    logs = sub.add_parser("logs", help="print the app log or a worker log")
+    logs.add_argument("role", nargs="?", choices=ROLES)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    events = sub.add_parser("events", help="recent pool events from the running instance")
+    events.add_argument("--limit", type=int, default=50)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    paths = app_paths()
+    command = args.command
+    try:
+        if command is None:
+            from hivetray.app import run_desktop
+
+            return run_desktop(paths)
+        if command == "daemon":
+            from hivetray.daemon import run_daemon
+
+            return run_daemon(paths)
+        if command == "logs":
+            return show_logs(paths, args.role, args.follow)
+        runner = COMMANDS[command]
+        return asyncio.run(runner(paths, args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except ipc.NoInstance as exc:
+        print(f"hivetray: {exc}; start it with `hivetray` or `hivetray daemon`", file=sys.stderr)
+        return EXIT_NO_INSTANCE
+    except HivetrayError as exc:
+        print(f"hivetray: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+async def _with_instance_or_private(
+        paths: AppPaths, cmd: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """Run ``cmd`` on the running instance, or on a private pool when none is running."""
+    if ipc.instance_alive(paths.socket_path):
+        async for item in ipc.request(paths.socket_path, cmd, **payload):
+            yield item
+        return
+    loaded = load_config(paths.config_file)
+    for warning in loaded.warnings:
+        print(f"hivetray: warning: {warning}", file=sys.stderr)
+    instance = Instance(paths, loaded.config)
+    await instance.start(listen=False)
+    try:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def reply(chunk: dict[str, Any]) -> None:
+            await queue.put(chunk)
+
+        work = asyncio.ensure_future(instance.handle({"cmd": cmd, **payload}, reply))
+        while not work.done() or not queue.empty():
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield getter.result()
+            else:
+                getter.cancel()
+        yield {"result": work.result()}
+    finally:
+        with contextlib.suppress(BaseException):
+            if "work" in locals() and not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        await instance.close()
+
+
+async def cmd_status(paths: AppPaths, args: argparse.Namespace) -> int:
+    status: dict[str, Any] = {}
+    async for item in _with_instance_or_private(paths, "status", {}):
+        status = item.get("result", status)
+    if args.json:
+        keys = ("role", "state", "pid", "model", "in_flight", "crashes_in_window", "retry_in_s",
+                "last_error", "rss_bytes", "requests", "tokens_per_s")
+        doc = {"pid": status["pid"],
+               "roles": [{k: row.get(k) for k in keys} for row in status["roles"]]}
+        print(json.dumps(doc))
+        return 0
+    print(f"{'ROLE':8} {'STATE':13} {'PID':>7} {'RSS':>9} {'REQ':>5} {'TOK/S':>7}  MODEL")
+    for row in status["roles"]:
+        rss = f"{row['rss_bytes'] / 2**20:.0f} MiB" if row.get("rss_bytes") else "-"
+        tps = f"{row['tokens_per_s']:.1f}" if row.get("tokens_per_s") else "-"
+        state = row["state"] + (f" {row['retry_in_s']:.0f}s" if row.get("retry_in_s") else "")
+        print(f"{row['role']:8} {state:13} {row['pid'] or '-':>7} {rss:>9} "
+              f"{row['requests']:>5} {tps:>7}  {row['model'] or '(no model set)'}")
+        if row.get("last_error"):
+            print(f"{'':8} └ {row['last_error']}")
+    return 0
+
+
+async def cmd_chat(paths: AppPaths, args: argparse.Namespace) -> int:
+    if args.image:
+        raise HivetrayError("images need the vision worker, which this build does not have yet")
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    if not prompt.strip():
+        print("hivetray: the prompt is empty (give PROMPT or pipe it on stdin)", file=sys.stderr)
+        return EXIT_USAGE
+    payload = {"params": chat_params(prompt, args.max_tokens)}
+    async for item in _with_instance_or_private(paths, "chat", payload):
+        if "result" in item:
+            result = item["result"] or {}
+            if args.json:
+                print(json.dumps({"done": True, "usage": result.get("usage"),
+                                  "finish_reason": result.get("finish_reason")}), flush=True)
+            else:
+                print(flush=True)
+        elif args.json:
+            print(json.dumps({"text": item.get("text", "")}), flush=True)
+        else:
+            sys.stdout.write(item.get("text", ""))
+            sys.stdout.flush()
+    return 0
+
+
+def _role_command(cmd: str) -> Callable[[AppPaths, argparse.Namespace], Any]:
+    async def run(paths: AppPaths, args: argparse.Namespace) -> int:
+        result = await ipc.call(paths.socket_path, cmd, role=args.role)
+        print(f"{result['role']}: {result['state']}")
+        return 0
+
+    return run
+
+
+async def cmd_quit(paths: AppPaths, args: argparse.Namespace) -> int:
+    await ipc.call(paths.socket_path, "quit")
+    return 0
+
+
+async def cmd_toggle_chat(paths: AppPaths, args: argparse.Namespace) -> int:
+    await ipc.call(paths.socket_path, "toggle-chat")
+    return 0
+
+
+async def cmd_events(paths: AppPaths, args: argparse.Namespace) -> int:
+    for event in await ipc.call(paths.socket_path, "events", limit=args.limit):
+        stamp = time.strftime("%H:%M:%S", time.localtime(event["ts"]))
+        print(f"{stamp} {event['level']:7} {event['kind']:14} {event['message']}")
+    return 0
+
+
+def show_logs(paths: AppPaths, role: str | None, follow: bool) -> int:
+    path = paths.worker_log(role) if role else paths.app_log
+    if not path.exists():
+        print(f"hivetray: no log yet at {path}", file=sys.stderr)
+        return EXIT_FAIL
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        sys.stdout.write(handle.read())
+        sys.stdout.flush()
+        while follow:
+            line = handle.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.25)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[AppPaths, argparse.Namespace], Any]] = {
+    "status": cmd_status,
+    "chat": cmd_chat,
+    "retry": _role_command("retry"),
+    "restart": _role_command("restart"),
+    "stop": _role_command("stop"),
+    "quit": cmd_quit,
+    "toggle-chat": cmd_toggle_chat,
+    "events": cmd_events,
+}

@@ -1,0 +1,55 @@
+"""``hivetray daemon``: the instance without widgets, on a plain asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from hivetray.config import load_config
+from hivetray.errors import HivetrayError
+from hivetray.instance import Instance
+from hivetray.logsetup import setup_logging
+from hivetray.paths import AppPaths
+
+log = logging.getLogger(__name__)
+
+
+def run_daemon(paths: AppPaths) -> int:
+    setup_logging(paths, to_stderr=True)
+    loaded = load_config(paths.config_file)
+    for warning in loaded.warnings:
+        print(f"hivetray: warning: {warning}", file=sys.stderr)
+    return asyncio.run(_serve(Instance(paths, loaded.config)))
+
+
+def install_quit_signals(loop: asyncio.AbstractEventLoop, instance: Instance) -> None:
+    """First SIGINT/SIGTERM: graceful quit. Second: kill every worker now and exit."""
+    def on_signal() -> None:
+        if instance.quit_requested.is_set():
+            for role in instance.pool.roles.values():
+                if role.link is not None:
+                    role.link.kill()
+            os._exit(1)
+        instance.quit_requested.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+
+async def _serve(instance: Instance) -> int:
+    try:
+        await instance.start()
+    except HivetrayError as exc:
+        print(f"hivetray: {exc}", file=sys.stderr)
+        await instance.close()
+        return 1
+    install_quit_signals(asyncio.get_running_loop(), instance)
+    print(f"hivetray daemon: pid {os.getpid()}, socket {instance.paths.socket_path}",
+          flush=True)
+    await instance.quit_requested.wait()
+    await instance.close()
+    log.info("quit: all workers stopped")
+    return 0

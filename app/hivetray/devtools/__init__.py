@@ -1,0 +1,1 @@
+"""Developer-only helpers (test fixtures, benchmarks); never imported by the app at runtime."""

@@ -1,0 +1,176 @@
+"""Errors that cross process boundaries (worker → pool → socket → CLI) as plain dicts.
+
+Exceptions are never pickled: a worker exception becomes ``{"type", "message", "traceback",
+"fields"}`` and is rebuilt on the other side as the same class when it is one of ours, or as a
+:class:`RemoteError` carrying the original type name. So an exception that cannot be pickled (it
+holds a lock, a ctypes pointer, a generator) still reaches the caller with its type, message and
+traceback.
+"""
+
+from __future__ import annotations
+
+import traceback as tb
+from typing import Any, ClassVar
+
+
+class HivetrayError(Exception):
+    """Base of every error Hivetray reports; ``str()`` is a message for the user."""
+
+    registry: ClassVar[dict[str, type[HivetrayError]]] = {}
+    #: extra attributes carried across the wire (must be JSON-serialisable)
+    wire_fields: ClassVar[tuple[str, ...]] = ()
+    remote_traceback: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        HivetrayError.registry[cls.__name__] = cls
+
+    @classmethod
+    def from_fields(cls, message: str, fields: dict[str, Any]) -> HivetrayError:
+        err = cls.__new__(cls)
+        Exception.__init__(err, message)
+        for name in cls.wire_fields:
+            setattr(err, name, fields.get(name))
+        return err
+
+
+class RemoteError(HivetrayError):
+    """An exception raised in a worker whose type is not one of ours."""
+
+    wire_fields = ("type_name",)
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type_name = type_name
+
+
+class InvalidRequest(HivetrayError):
+    """The request itself is wrong (unknown method, missing field)."""
+
+
+class ModelLoadError(HivetrayError):
+    """llama.cpp could not load the model; the message carries its own reason."""
+
+    wire_fields = ("path",)
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ContextOverflow(HivetrayError):
+    wire_fields = ("prompt_tokens", "n_ctx")
+
+    def __init__(self, prompt_tokens: int, n_ctx: int) -> None:
+        super().__init__(
+            f"prompt is {prompt_tokens} tokens, context is {n_ctx}: shorten the conversation "
+            f"or raise n_ctx for this role in Settings"
+        )
+        self.prompt_tokens = prompt_tokens
+        self.n_ctx = n_ctx
+
+
+class PayloadTooLarge(HivetrayError):
+    wire_fields = ("size", "limit")
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"request is {size / 2**20:.1f} MiB, the limit is {limit / 2**20:.0f} MiB: "
+            "send a smaller image or less text"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class WorkerCrashed(HivetrayError):
+    """A worker process died without being asked to stop."""
+
+    wire_fields = ("role", "exitcode", "log_path", "log_tail")
+
+    def __init__(self, role: str, exitcode: int | None, log_path: str, log_tail: str,
+                 reason: str | None = None) -> None:
+        how = reason or describe_exit(exitcode)
+        super().__init__(f"the {role} worker {how}; its log is {log_path}"
+                         + (f"\n--- last lines of the log ---\n{log_tail}" if log_tail else ""))
+        self.role = role
+        self.exitcode = exitcode
+        self.log_path = log_path
+        self.log_tail = log_tail
+
+
+class CircuitOpen(HivetrayError):
+    wire_fields = ("role", "retry_in_s")
+
+    def __init__(self, role: str, crashes: int, window_s: float, retry_in_s: float) -> None:
+        super().__init__(
+            f"the {role} worker crashed {crashes} times in {window_s:g} s; retrying in "
+            f"{max(0, round(retry_in_s))} s (or now: hivetray retry {role})"
+        )
+        self.role = role
+        self.retry_in_s = retry_in_s
+
+
+class RoleUnconfigured(HivetrayError):
+    wire_fields = ("role",)
+
+    def __init__(self, role: str) -> None:
+        super().__init__(f"no model is set for the {role} role: set one with "
+                         f"`hivetray models set {role} FILE.gguf` or in Settings")
+        self.role = role
+
+
+class RoleInError(HivetrayError):
+    wire_fields = ("role",)
+
+    def __init__(self, role: str, message: str) -> None:
+        super().__init__(f"the {role} role is in error: {message} "
+                         f"(after fixing it: hivetray retry {role})")
+        self.role = role
+
+
+class RequestCancelled(HivetrayError):
+    """The request was cancelled or its worker was stopped on purpose."""
+
+
+class PoolClosed(HivetrayError):
+    """The pool is shutting down and takes no new requests."""
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Say how a process ended in words: 'was killed by SIGKILL', 'exited with code 3'."""
+    if exitcode is None:
+        return "died"
+    if exitcode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by {name}"
+    return f"exited with code {exitcode}"
+
+
+def error_to_wire(exc: BaseException) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if isinstance(exc, HivetrayError):
+        fields = {name: getattr(exc, name, None) for name in exc.wire_fields}
+        message = str(exc)
+    else:
+        try:
+            message = str(exc)
+        except Exception:  # a broken __str__ must not lose the error itself
+            message = "<unprintable message>"
+    remote = getattr(exc, "remote_traceback", None)
+    trace = remote or "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    return {"type": type(exc).__name__, "message": message, "traceback": trace, "fields": fields}
+
+
+def error_from_wire(data: dict[str, Any]) -> HivetrayError:
+    type_name = str(data.get("type", "Exception"))
+    message = str(data.get("message", ""))
+    cls = HivetrayError.registry.get(type_name)
+    err = (cls.from_fields(message, data.get("fields") or {}) if cls is not None
+           else RemoteError(type_name, message))
+    err.remote_traceback = data.get("traceback")
+    return err

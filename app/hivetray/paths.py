@@ -1,0 +1,82 @@
+"""Where Hivetray keeps its files.
+
+One function decides every location so that ``HIVETRAY_HOME`` (tests, portable installs) can
+move *all* of them under a single folder, and the platformdirs defaults apply otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "hivetray"
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    """The folders and files of one Hivetray home."""
+
+    config_dir: Path
+    data_dir: Path
+    cache_dir: Path
+    home_key: str
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def app_log(self) -> Path:
+        return self.log_dir / "hivetray.log"
+
+    @property
+    def workers_record(self) -> Path:
+        """Pids and start times of live workers, read at launch to sweep leftovers."""
+        return self.data_dir / "workers.json"
+
+    @property
+    def history_db(self) -> Path:
+        return self.data_dir / "history.sqlite3"
+
+    def worker_log(self, role: str) -> Path:
+        return self.log_dir / f"worker-{role}.log"
+
+    @property
+    def socket_path(self) -> Path:
+        """A per-user, per-home socket path short enough for AF_UNIX (108 bytes)."""
+        uid = os.getuid() if hasattr(os, "getuid") else 0
+        base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+        return base / f"hivetray-{uid}" / f"{self.home_key}.sock"
+
+    def ensure(self) -> None:
+        for folder in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def app_paths() -> AppPaths:
+    """Resolve the paths for this process, honouring ``HIVETRAY_HOME``."""
+    home = os.environ.get("HIVETRAY_HOME")
+    if home:
+        root = Path(home).expanduser().resolve()
+        paths = AppPaths(root / "config", root / "data", root / "cache", _key(str(root)))
+    else:
+        paths = AppPaths(
+            Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
+            Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+            Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
+            "default",
+        )
+    return paths
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,43 @@
+"""The role state enum and the one table of legal transitions.
+
+Kept apart from the supervisor so the table can be read (and tested edge by edge) on its own.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RoleState(StrEnum):
+    UNCONFIGURED = "unconfigured"
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    COOLING_DOWN = "cooling_down"
+    STOPPING = "stopping"
+    ERROR = "error"
+
+
+S = RoleState
+
+#: every legal edge; anything else is a bug and ``RoleSupervisor._set_state`` refuses it
+LEGAL_TRANSITIONS: dict[RoleState, frozenset[RoleState]] = {
+    S.UNCONFIGURED: frozenset({S.STOPPED}),
+    # stopped → starting (first use, pinned, restart); → unconfigured (model removed)
+    S.STOPPED: frozenset({S.STARTING, S.UNCONFIGURED}),
+    # starting → ready (loaded) | error (load failed or died loading) | stopping (stop asked)
+    S.STARTING: frozenset({S.READY, S.ERROR, S.STOPPING}),
+    S.READY: frozenset({S.BUSY, S.STOPPING, S.STOPPED, S.COOLING_DOWN}),
+    S.BUSY: frozenset({S.READY, S.STOPPING, S.STOPPED, S.COOLING_DOWN}),
+    # cooling_down → stopped (cooldown over: next call is the half-open attempt, or retry)
+    S.COOLING_DOWN: frozenset({S.STOPPED, S.UNCONFIGURED}),
+    S.STOPPING: frozenset({S.STOPPED}),
+    S.ERROR: frozenset({S.STOPPED, S.UNCONFIGURED}),
+}
+
+LIVE_STATES = frozenset({S.STARTING, S.READY, S.BUSY, S.STOPPING})
+
+
+def is_legal(old: RoleState, new: RoleState) -> bool:
+    return new in LEGAL_TRANSITIONS[old]

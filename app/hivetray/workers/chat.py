@@ -1,0 +1,121 @@
+"""The chat role: streaming chat completion on llama-cpp-python, with batching and cancel.
+
+Chunks are batched (the first at once, then every 16 tokens or 40 ms) so a fast model does not
+flood the pipe with one message per token, while text still appears immediately. Cancellation is
+checked after every streamed piece and the generator is closed, so Stop takes effect within
+a token or two and the model stays loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from hivetray.errors import ContextOverflow, InvalidRequest, ModelLoadError
+from hivetray.workers.logcapture import install_llama_log_callback, native_failure_reason
+from hivetray.workers.runtime import RequestContext
+from hivetray.workers.spec import WorkerSpec
+
+FLUSH_TOKENS = 16
+FLUSH_SECONDS = 0.040
+_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
+
+
+def load_llama(spec: WorkerSpec, **extra: Any) -> Any:
+    """Load the model, turning llama.cpp's terse failure into an error that says why."""
+    install_llama_log_callback()
+    from llama_cpp import Llama
+
+    try:
+        return Llama(model_path=spec.model, n_ctx=spec.n_ctx, n_threads=spec.n_threads or None,
+                     verbose=True, **extra)
+    except ValueError as exc:
+        reason = native_failure_reason() or str(exc)
+        raise ModelLoadError(f"llama.cpp could not load {spec.model}: {reason}",
+                             spec.model) from exc
+
+
+class ChatHandler:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.llm = load_llama(spec)
+
+    def info(self) -> dict[str, Any]:
+        return {"n_ctx": self.llm.n_ctx(), "model": self.spec.model}
+
+    def handle(self, method: str, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        if method != "chat":
+            raise InvalidRequest(f"the chat worker has no method {method!r}")
+        messages = params.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequest("chat needs a non-empty 'messages' list")
+        return stream_chat(self.llm, messages, params, ctx)
+
+
+def stream_chat(llm: Any, messages: list[dict[str, Any]], params: dict[str, Any],
+                ctx: RequestContext) -> dict[str, Any]:
+    """Run one streamed chat completion; shared by the chat and vision roles."""
+    from llama_cpp import LogitsProcessorList
+
+    counts = {"prompt": 0, "completion": 0}
+
+    def count_tokens(input_ids: Any, scores: Any) -> Any:
+        # called once before each sampled token: the first call sees exactly the prompt
+        if counts["completion"] == 0:
+            counts["prompt"] = len(input_ids)
+        counts["completion"] += 1
+        return scores
+
+    started = time.perf_counter()
+    first_token_at: float | None = None
+    pending: list[str] = []
+    pending_tokens = 0
+    last_flush = started
+    finish_reason = "stop"
+    try:
+        stream = llm.create_chat_completion(
+            messages=messages,
+            max_tokens=int(params.get("max_tokens") or 512),
+            temperature=float(params.get("temperature", 0.7)),
+            stream=True,
+            logits_processor=LogitsProcessorList([count_tokens]),
+        )
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            text = choice.get("delta", {}).get("content") or ""
+            if choice.get("finish_reason"):
+                finish_reason = choice["finish_reason"]
+            if not text:
+                continue
+            pending.append(text)
+            pending_tokens += 1
+            now = time.perf_counter()
+            if first_token_at is None:
+                first_token_at = now
+            if (pending_tokens == 1 and last_flush == started) or pending_tokens >= FLUSH_TOKENS \
+                    or now - last_flush >= FLUSH_SECONDS:
+                ctx.emit({"text": "".join(pending)})
+                pending.clear()
+                pending_tokens = 0
+                last_flush = now
+            if ctx.is_cancelled():
+                stream.close()
+                break
+    except ValueError as exc:
+        match = _OVERFLOW.search(str(exc))
+        if match:
+            raise ContextOverflow(int(match.group(1)), int(match.group(2))) from exc
+        raise
+    if pending:
+        ctx.emit({"text": "".join(pending)})
+    elapsed = time.perf_counter() - (first_token_at or started)
+    completion = counts["completion"]
+    if ctx.is_cancelled():
+        finish_reason = "cancelled"
+    return {
+        "usage": {"prompt_tokens": counts["prompt"], "completion_tokens": completion},
+        "finish_reason": finish_reason,
+        "tokens_per_s": completion / elapsed if elapsed > 0 and completion else None,
+        "ttft_s": (first_token_at - started) if first_token_at else None,
+    }
