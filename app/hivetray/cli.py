@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "logs":
             return show_logs(paths, args.role, args.follow)
         runner = COMMANDS[command]
-        return asyncio.run(runner(paths, args))
+        return int(asyncio.run(runner(paths, args)))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except ipc.NoInstance as exc:

@@ -15,7 +15,9 @@ Recipes (checked against llama-cpp-python 0.3.36, ``n_threads=1``):
   get -50 (never sampled, so every generation runs exactly ``max_tokens`` and finishes with
   ``"length"``), printable ASCII (letters, digits, `` .,!?'-``, no ``<``) gets +3, everything
   else -3.  Streamed chunks therefore carry non-empty text, one chunk per token.
-* ``write_embed_model`` -- the chat model plus ``llama.pooling_type = 1`` (mean):
+  Trained context is ``n_ctx`` (256): pass ``n_ctx<=256`` to ``Llama`` to avoid a warning.
+* ``write_embed_model`` -- the chat model plus ``llama.pooling_type = 1`` (mean) and a 512
+  context (llama-cpp-python's default ``n_ctx``):
   ``Llama(path, embedding=True).embed(["a", "b"])`` returns two 64-float vectors.
 * ``write_rerank_model`` -- arch ``qwen3`` (adds ``attn_q_norm``/``attn_k_norm``), a 2-label
   ``cls.output.weight`` head, ``qwen3.classifier.output_labels`` and ``qwen3.pooling_type = 4``
@@ -25,7 +27,7 @@ Recipes (checked against llama-cpp-python 0.3.36, ``n_threads=1``):
   pair of which only element ``[0]`` (label "yes") is the score -- llama-cpp-python copies
   ``n_embd`` floats but llama.cpp filled only ``n_cls_out`` (2); the rest is junk.  For exact
   reads use ``llama_cpp.llama_get_embeddings_seq`` with ``llama_cpp.llama_model_n_cls_out``.
-* ``write_mmproj`` -- a ~100 KB CLIP projector (``clip.projector_type = "mlp"``, 32 px images,
+* ``write_mmproj`` -- a ~120 KB CLIP projector (``clip.projector_type = "mlp"``, 32 px images,
   8 px patches -> 16 image tokens, two 32-wide vision blocks, ``mm.0``/``mm.2`` projecting to
   the text n_embd).  Use ``llama_cpp.llama_chat_format.MTMDChatHandler(clip_model_path=...)``
   as ``Llama(chat_model, chat_handler=handler, n_ctx=256)``; an ``image_url`` part with a PNG
@@ -33,9 +35,16 @@ Recipes (checked against llama-cpp-python 0.3.36, ``n_threads=1``):
   which is why the template concatenates text parts.
 * ``write_crash_model`` -- a chat model with a duplicated token string: llama.cpp hits
   ``GGML_ASSERT(id_to_token.size() == token_to_id.size())`` and aborts the whole process
-  (SIGABRT, no Python exception).  Only ever load it in a subprocess.
+  (SIGABRT, no Python exception).  Only ever load it in a subprocess; set
+  ``GGML_NO_BACKTRACE=1`` there, or ggml first attaches gdb (if installed) for ~0.7 s.
 * ``write_truncated`` / ``write_random_bytes`` / ``write_unknown_arch_model`` -- damaged
   files that llama-cpp-python rejects with a plain ``ValueError`` (no crash).
+
+Logging quirks of llama-cpp-python 0.3.36: its log callback uses a stale ggml level enum, so
+with ``verbose=False`` llama.cpp *warnings* still reach stderr while *errors* are hidden, and
+stderr is redirected during load (the crash model's assert message is lost).  mtmd logs every
+tokenize/encode step to stderr regardless; silence it with
+``llama_cpp.mtmd_cpp.mtmd_helper_log_set(llama_cpp._logger.llama_log_callback, None)``.
 
 Run ``python -m hivetray.devtools.tinymodels OUTDIR`` to write the standard set.
 """
@@ -251,7 +260,9 @@ def _write_text_model(
     head[vocab.control, 0] = -50.0
     w.add_tensor("output.weight", head)
     if labels:
-        w.add_tensor("cls.output.weight", _normal(rng, (len(labels), N_EMBD), 0.5))
+        cls_head = _normal(rng, (len(labels), N_EMBD), 0.1)
+        cls_head[:, 0] = 0.0  # ignore the bias feature so scores spread around 0.5
+        w.add_tensor("cls.output.weight", cls_head)
     return _finish(w, out)
 
 
@@ -270,7 +281,7 @@ def write_embed_model(path: StrPath, *, seed: int = 0) -> Path:
     Why: embedding endpoints need one fixed-size vector per input, not per token.
     """
     return _write_text_model(
-        path, arch="llama", name="hivetray-tiny-embed", seed=seed, pooling_type=1
+        path, arch="llama", name="hivetray-tiny-embed", seed=seed, n_ctx=512, pooling_type=1
     )
 
 
@@ -284,6 +295,7 @@ def write_rerank_model(path: StrPath, *, seed: int = 0) -> Path:
         arch="qwen3",
         name="hivetray-tiny-rerank",
         seed=seed,
+        n_ctx=512,
         pooling_type=4,
         labels=("yes", "no"),
     )

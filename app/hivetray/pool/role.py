@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import traceback
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hivetray.config import PoolConfig, RoleConfig
 from hivetray.errors import (
-    CircuitOpen, HivetrayError, PoolClosed, RequestCancelled, RoleInError, RoleUnconfigured,
-    WorkerCrashed, describe_exit, error_from_wire,
+    CircuitOpen,
+    HivetrayError,
+    PoolClosed,
+    RequestCancelled,
+    RoleInError,
+    RoleUnconfigured,
+    WorkerCrashed,
+    describe_exit,
+    error_from_wire,
 )
 from hivetray.pool.breaker import CircuitBreaker
 from hivetray.pool.clock import Clock
@@ -149,7 +157,8 @@ class RoleSupervisor:
             link = self.spawner(spec)
             link.start(self)
         except Exception as exc:  # e.g. fork failure, out of file descriptors
-            log.exception("spawning the %s worker failed", self.name)
+            self._emit(EventKind.CRASH, f"{self.name}: spawning the worker failed: {exc}",
+                       {"traceback": traceback.format_exc()}, level="error")
             self._fail_start(f"could not start the worker process: {exc}")
             return
         self.link = link
@@ -249,7 +258,8 @@ class RoleSupervisor:
                 self.begin_start()
 
     # -- requests -----------------------------------------------------------------------------
-    async def stream(self, method: str, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, method: str,
+                     params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """Yield the worker's chunks, then a final ``{"done": True, **result}``.
 
         Leaving early (break, cancellation, closed connection) cancels the request in the

@@ -31,9 +31,10 @@ LEGAL_TRANSITIONS: dict[RoleState, frozenset[RoleState]] = {
     S.READY: frozenset({S.BUSY, S.STOPPING, S.STOPPED, S.COOLING_DOWN}),
     S.BUSY: frozenset({S.READY, S.STOPPING, S.STOPPED, S.COOLING_DOWN}),
     # cooling_down → stopped (cooldown over: next call is the half-open attempt, or retry)
-    S.COOLING_DOWN: frozenset({S.STOPPED, S.UNCONFIGURED}),
+    S.COOLING_DOWN: frozenset({S.STOPPED}),
     S.STOPPING: frozenset({S.STOPPED}),
-    S.ERROR: frozenset({S.STOPPED, S.UNCONFIGURED}),
+    # error → stopped (retry asked, or settings changed)
+    S.ERROR: frozenset({S.STOPPED}),
 }
 
 LIVE_STATES = frozenset({S.STARTING, S.READY, S.BUSY, S.STOPPING})

@@ -170,7 +170,7 @@ class ProcessLink:
                     dead = True
                     waiting.remove(sentinel)
                     continue
-                conn: Connection = item
+                conn: Connection = item  # type: ignore[assignment]
                 try:
                     msg = conn.recv()
                 except (EOFError, OSError):

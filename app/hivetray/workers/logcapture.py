@@ -66,7 +66,7 @@ def install_llama_log_callback() -> None:
 
     import llama_cpp
 
-    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    @llama_cpp.llama_log_callback  # type: ignore[misc,untyped-decorator]
     def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         try:
             os.write(2, text)

@@ -1,0 +1,240 @@
+"""Shared helpers for the benchmark scripts in ``bench/`` (not part of the pytest suite).
+
+Kept import-light on purpose: the pool spawns workers with the ``spawn`` start method, which
+re-imports the benchmark script (and so this module) in every worker; heavy imports (hivetray,
+Qt, llama.cpp) happen inside functions instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from hivetray.config import Config, PoolConfig
+    from hivetray.paths import AppPaths
+
+T = TypeVar("T")
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+
+# -- statistics -------------------------------------------------------------------------------
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile (numpy's default) of already sorted values."""
+    if not sorted_values:
+        return math.nan
+    pos = (len(sorted_values) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize(values: Sequence[float], digits: int = 4) -> dict[str, float | int]:
+    """n, min, mean, p50/p90/p95/p99 and max of ``values`` (same unit as the input)."""
+    data = sorted(values)
+    if not data:
+        return {"n": 0}
+    out: dict[str, float | int] = {"n": len(data), "min": round(data[0], digits),
+                                   "mean": round(sum(data) / len(data), digits)}
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)):
+        out[name] = round(quantile(data, q), digits)
+    out["max"] = round(data[-1], digits)
+    return out
+
+
+def median(values: Sequence[float]) -> float:
+    return quantile(sorted(values), 0.5)
+
+
+# -- environment --------------------------------------------------------------------------------
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "llama_cpp": _version("llama_cpp_python"),
+        "qasync": _version("qasync"),
+        "pyside6": _version("PySide6_Essentials") or _version("PySide6"),
+        "hivetray": _version("hivetray"),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+@dataclass
+class BenchHome:
+    """A throw-away HIVETRAY_HOME plus a runtime dir for the socket and a tiny chat model."""
+
+    root: Path
+    home: Path
+    runtime: Path
+    chat_model: Path
+
+    def env(self) -> dict[str, str]:
+        """Environment for a ``python -m hivetray`` subprocess using this home."""
+        env = dict(os.environ)
+        env.update(HIVETRAY_HOME=str(self.home), XDG_RUNTIME_DIR=str(self.runtime),
+                   GGML_NO_BACKTRACE="1", PYTHONUNBUFFERED="1")
+        return env
+
+    def paths(self) -> AppPaths:
+        from hivetray.paths import app_paths
+
+        paths = app_paths()
+        paths.ensure()
+        return paths
+
+
+@contextlib.contextmanager
+def bench_home(prefix: str = "hvb-") -> Iterator[BenchHome]:
+    """Create the temp home, point this process's environment at it, clean up afterwards."""
+    from hivetray.devtools.tinymodels import write_chat_model
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))  # short: the socket path must fit AF_UNIX
+    saved = {k: os.environ.get(k) for k in ("HIVETRAY_HOME", "XDG_RUNTIME_DIR",
+                                            "GGML_NO_BACKTRACE")}
+    try:
+        runtime = root / "run"
+        runtime.mkdir(mode=0o700)
+        home = root / "home"
+        home.mkdir()
+        model = write_chat_model(root / "chat.gguf")
+        os.environ.update(HIVETRAY_HOME=str(home), XDG_RUNTIME_DIR=str(runtime),
+                          GGML_NO_BACKTRACE="1")
+        yield BenchHome(root, home, runtime, model)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def chat_config(model: Path, pool: PoolConfig | None = None, **chat: Any) -> Config:
+    """Default config whose chat role uses ``model`` with n_ctx=256, n_threads=1."""
+    from hivetray.config import Config, PoolConfig, RoleConfig, default_config
+
+    base = default_config()
+    roles = dict(base.roles)
+    roles["chat"] = RoleConfig(model=str(model), **{"n_ctx": 256, "n_threads": 1, **chat})
+    return Config(roles=roles, pool=pool or PoolConfig(), hotkeys=base.hotkeys)
+
+
+# -- event loops ------------------------------------------------------------------------------
+def run_on_loop(kind: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main()`` on a plain asyncio loop or on qasync over a QCoreApplication."""
+    if kind == "asyncio":
+        return asyncio.run(main())
+    if kind != "qasync":
+        raise ValueError(f"unknown loop {kind!r}")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import qasync
+    from PySide6.QtCore import QCoreApplication
+
+    app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        result: T = loop.run_until_complete(main())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        return result
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def qt_dispatcher_name() -> str | None:
+    """Class name of Qt's event dispatcher for the main thread (glib or unix)."""
+    try:
+        from PySide6.QtCore import QAbstractEventDispatcher, QCoreApplication
+    except ImportError:
+        return None
+    app = QCoreApplication.instance()
+    dispatcher = QAbstractEventDispatcher.instance(app.thread()) if app else None
+    return type(dispatcher).__name__ if dispatcher is not None else None
+
+
+# -- raw pipe baseline ------------------------------------------------------------------------
+def echo_main(conn: Connection) -> None:
+    """Child of :func:`raw_pipe_rtt_ms`: echo every message until EOF."""
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            msg = conn.recv()
+            conn.send({"op": "pong", "seq": msg.get("seq")})
+
+
+def raw_pipe_rtt_ms(n: int, warmup: int = 100) -> list[float]:
+    """Ping→pong over a bare multiprocessing Pipe to a spawned echo process, no event loop.
+
+    The floor for the control channel: pickling plus two pipe hops and two process wakeups.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=True)
+    proc = ctx.Process(target=echo_main, args=(child,), daemon=True)
+    proc.start()
+    child.close()
+    samples: list[float] = []
+    try:
+        for k in range(warmup + n):
+            t0 = time.perf_counter()
+            parent.send({"op": "ping", "seq": k})
+            parent.recv()
+            if k >= warmup:
+                samples.append((time.perf_counter() - t0) * 1000)
+    finally:
+        parent.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    return samples
+
+
+# -- output --------------------------------------------------------------------------------------
+def arg_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    return parser
+
+
+def emit(name: str, result: dict[str, Any], out: Path | None, started: float) -> None:
+    """Print one JSON object (with machine info) to stdout; write it to ``out`` too."""
+    doc = {"bench": name, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "duration_s": round(time.perf_counter() - started, 2), "machine": machine_info(),
+           **result}
+    text = json.dumps(doc, indent=2)
+    print(text, flush=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+
+
+def log(message: str) -> None:
+    """Progress on stderr so stdout stays one JSON object."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
