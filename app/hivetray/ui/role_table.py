@@ -1,0 +1,111 @@
+"""A thin ``QAbstractTableModel`` over pool snapshots: one row per role.
+
+It owns no state of its own beyond the last snapshot; ``refresh()`` takes a new one and emits
+``dataChanged`` only for cells that changed, so a 1 Hz countdown tick repaints one cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QColor
+
+from hivetray.ui.formatting import (
+    STATE_COLOURS,
+    STATE_LABELS,
+    duration,
+    megabytes,
+    model_name,
+)
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+def _tokens(value: Any) -> str:
+    return f"{value:.1f}" if value else "—"
+
+
+def _seconds_left(value: Any) -> str:
+    return f"{round(value)} s" if value is not None else "—"
+
+
+def _load(value: Any) -> str:
+    return f"{value:.2f} s" if value is not None else "—"
+
+
+#: (header, snapshot key, formatter)
+COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
+    ("Role", "role", str),
+    ("State", "state", lambda s: STATE_LABELS.get(s, s)),
+    ("Model", "model", model_name),
+    ("PID", "pid", lambda p: str(p) if p else "—"),
+    ("Memory", "rss_bytes", megabytes),
+    ("Uptime", "uptime_s", duration),
+    ("In flight", "in_flight", str),
+    ("Crashes (window)", "crashes_in_window", str),
+    ("Retry in", "retry_in_s", _seconds_left),
+    ("Tokens/s", "tokens_per_s", _tokens),
+    ("Load time", "load_s", _load),
+]
+KEYS = [key for _h, key, _f in COLUMNS]
+STATE_COLUMN = KEYS.index("state")
+
+
+class RoleTableModel(QAbstractTableModel):
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        super().__init__()
+        self._snapshot = snapshot
+        self._rows: list[dict[str, Any]] = []
+
+    def refresh(self) -> None:
+        rows = list(self._snapshot().get("roles", []))
+        if [r["role"] for r in rows] != [r["role"] for r in self._rows]:
+            self.beginResetModel()
+            self._rows = rows
+            self.endResetModel()
+            return
+        old, self._rows = self._rows, rows
+        for r, (before, after) in enumerate(zip(old, rows, strict=True)):
+            changed = [c for c, key in enumerate(KEYS) if before.get(key) != after.get(key)]
+            if before.get("last_error") != after.get("last_error"):
+                changed.append(STATE_COLUMN)
+            if changed:
+                self.dataChanged.emit(self.index(r, min(changed)), self.index(r, max(changed)))
+
+    def row_data(self, row: int) -> dict[str, Any]:
+        return self._rows[row]
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section][0]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        _header, key, fmt = COLUMNS[index.column()]
+        value = row.get(key)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return fmt(value)
+        if role == Qt.ItemDataRole.UserRole:
+            return value
+        if role == Qt.ItemDataRole.ForegroundRole and key == "state" and value in STATE_COLOURS:
+            return QColor(STATE_COLOURS[value])
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if key == "state" and row.get("last_error"):
+                return str(row["last_error"])
+            if key == "model" and value:
+                return str(value)
+        if role == Qt.ItemDataRole.TextAlignmentRole and key not in ("role", "state", "model"):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None

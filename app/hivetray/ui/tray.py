@@ -1,0 +1,137 @@
+"""The tray icon: a health badge, a menu rebuilt from live state each time it opens, and
+rate-limited notifications for crashes and the circuit breaker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+
+from hivetray.pool.events import Event, EventKind
+from hivetray.ui.formatting import state_line
+from hivetray.ui.icons import Health, health_icon
+
+TROUBLE_STATES = {"cooling_down", "error"}
+BUSY_STATES = {"starting", "stopping"}
+NOTIFY_KINDS = {EventKind.CRASH, EventKind.BREAKER_OPEN, EventKind.BREAKER_CLOSED,
+                EventKind.LOAD_ERROR}
+#: at most one notification per role and kind in this many seconds
+NOTIFY_INTERVAL_S = 30.0
+
+
+def overall_health(rows: list[dict[str, Any]]) -> Health:
+    states = {row["state"] for row in rows}
+    if states & TROUBLE_STATES:
+        return Health.TROUBLE
+    if states & BUSY_STATES:
+        return Health.BUSY
+    return Health.OK
+
+
+class TrayIcon(QObject):
+    """Renders snapshots into the tray; user choices leave as signals (intents)."""
+
+    open_quick_chat = Signal()
+    open_status = Signal()
+    open_settings = Signal()
+    retry = Signal(str)
+    restart = Signal(str)
+    stop = Signal(str)
+    pause_all = Signal()
+    quit = Signal()
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], clock: Callable[[], float],
+                 hotkey_label: Callable[[], str]) -> None:
+        super().__init__()
+        self._snapshot = snapshot
+        self._clock = clock
+        self._hotkey_label = hotkey_label
+        self._health: Health | None = None
+        self._last_notified: dict[tuple[str | None, EventKind], float] = {}
+        self.icon = QSystemTrayIcon()
+        self.menu = QMenu()
+        self.menu.aboutToShow.connect(self.rebuild_menu)
+        self.icon.setContextMenu(self.menu)
+        self.icon.activated.connect(self._on_activated)
+        self.rebuild_menu()
+        self.update_health()
+
+    def show(self) -> None:
+        self.icon.show()
+
+    def update_health(self) -> None:
+        rows = self._snapshot()["roles"]
+        health = overall_health(rows)
+        if health != self._health:
+            self._health = health
+            self.icon.setIcon(health_icon(health))
+        self.icon.setToolTip("Hivetray\n" + "\n".join(state_line(r) for r in rows))
+
+    @property
+    def health(self) -> Health | None:
+        return self._health
+
+    def rebuild_menu(self) -> None:
+        """Vorta's habit: the menu is built from live state every time it opens."""
+        menu = self.menu
+        menu.clear()
+        rows = self._snapshot()["roles"]
+        for row in rows:
+            line = menu.addAction(state_line(row))
+            line.setEnabled(False)
+            if row.get("last_error"):
+                line.setToolTip(str(row["last_error"]))
+        menu.addSeparator()
+        chat = menu.addAction(f"Open quick chat\t{self._hotkey_label()}")
+        chat.triggered.connect(self.open_quick_chat)
+        menu.addAction("Status window…").triggered.connect(self.open_status)
+        menu.addSeparator()
+        for row in rows:
+            if row["state"] == "unconfigured":
+                continue
+            sub = menu.addMenu(f"{row['role'].capitalize()} worker")
+            role = str(row["role"])
+            self._add(sub, "Retry now", partial(self.retry.emit, role),
+                      row["state"] in TROUBLE_STATES)
+            self._add(sub, "Restart", partial(self.restart.emit, role), True)
+            self._add(sub, "Stop", partial(self.stop.emit, role),
+                      row["state"] in ("starting", "ready", "busy"))
+        menu.addAction("Pause all (stop workers)").triggered.connect(self.pause_all)
+        menu.addSeparator()
+        menu.addAction("Settings…").triggered.connect(self.open_settings)
+        menu.addAction("Quit Hivetray").triggered.connect(self.quit)
+
+    @staticmethod
+    def _add(menu: QMenu, text: str, slot: Callable[[], None], enabled: bool) -> QAction:
+        action = menu.addAction(text)
+        action.setEnabled(enabled)
+        action.triggered.connect(slot)
+        return action
+
+    def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason in (QSystemTrayIcon.ActivationReason.Trigger,
+                      QSystemTrayIcon.ActivationReason.DoubleClick):
+            self.open_status.emit()
+
+    def notify(self, event: Event) -> bool:
+        """Show a notification for crash/breaker events; rate-limited per role and kind."""
+        if event.kind not in NOTIFY_KINDS:
+            return False
+        key = (event.role, event.kind)
+        now = self._clock()
+        last = self._last_notified.get(key)
+        if last is not None and now - last < NOTIFY_INTERVAL_S:
+            return False
+        self._last_notified[key] = now
+        icon = (QSystemTrayIcon.MessageIcon.Information if event.kind is EventKind.BREAKER_CLOSED
+                else QSystemTrayIcon.MessageIcon.Warning)
+        title = {EventKind.CRASH: "A worker crashed",
+                 EventKind.BREAKER_OPEN: "A worker keeps crashing",
+                 EventKind.BREAKER_CLOSED: "A worker recovered",
+                 EventKind.LOAD_ERROR: "A model failed to load"}[event.kind]
+        self.icon.showMessage(title, event.message.split("\n", 1)[0], icon, 8000)
+        return True
