@@ -58,6 +58,48 @@ class ModelLoadError(HivetrayError):
         self.path = path
 
 
+class InvalidModelFile(ModelLoadError):
+    """The file is missing, not GGUF, truncated or corrupt: found before any worker starts."""
+
+
+class ProjectorMissing(ModelLoadError):
+    """The vision role has no projector (mmproj) file, or it does not exist."""
+
+
+class ProjectorMismatch(ModelLoadError):
+    """The projector does not belong to the vision role's model."""
+
+
+class NotARerankModel(ModelLoadError):
+    """The rerank role's model has no rank-pooling classifier head."""
+
+
+class InvalidImage(HivetrayError):
+    """An image that cannot be decoded; ``name`` is the file (or "clipboard image")."""
+
+    wire_fields = ("name",)
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name} is not an image Hivetray can read ({reason}): use a PNG, "
+                         "JPEG, WebP, GIF or BMP file")
+        self.name = name
+
+
+class DownloadFailed(HivetrayError):
+    """A model download failed; the partial file is kept so the next try resumes."""
+
+
+class ChecksumMismatch(DownloadFailed):
+    wire_fields = ("path", "expected", "actual")
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        super().__init__(f"{path}: checksum mismatch (expected sha256 {expected}, got {actual}); "
+                         "the file was deleted: download it again")
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+
+
 class ContextOverflow(HivetrayError):
     wire_fields = ("prompt_tokens", "n_ctx")
 

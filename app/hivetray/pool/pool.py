@@ -19,10 +19,11 @@ import psutil
 from hivetray import ROLES
 from hivetray.config import Config
 from hivetray.errors import InvalidRequest
+from hivetray.models.validate import check_role
 from hivetray.paths import AppPaths
 from hivetray.pool.clock import Clock, MonotonicClock
 from hivetray.pool.events import Event, EventKind, EventLog
-from hivetray.pool.role import RoleSupervisor
+from hivetray.pool.role import ModelCheck, RoleSupervisor
 from hivetray.pool.sweep import WorkerRecord
 from hivetray.pool.transport import Spawner, process_spawner
 
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 class WorkerPool:
     def __init__(self, config: Config, paths: AppPaths, *, spawner: Spawner | None = None,
                  clock: Clock | None = None, tick_s: float = 0.25,
-                 faults: frozenset[str] = frozenset()) -> None:
+                 faults: frozenset[str] = frozenset(),
+                 validate_model: ModelCheck = check_role) -> None:
         self.config = config
         self.paths = paths
         self.clock = clock or MonotonicClock()
@@ -43,7 +45,7 @@ class WorkerPool:
             name: RoleSupervisor(
                 name, config.role(name), config.pool, spawner=spawner or process_spawner,
                 clock=self.clock, events=self.events, log_path=paths.worker_log(name),
-                on_pid=self.record.update, faults=faults)
+                on_pid=self.record.update, faults=faults, validate_model=validate_model)
             for name in ROLES
         }
         self._ticker: asyncio.Task[None] | None = None

@@ -19,6 +19,7 @@ from hivetray.config import PoolConfig, RoleConfig
 from hivetray.errors import (
     CircuitOpen,
     HivetrayError,
+    ModelLoadError,
     PoolClosed,
     RequestCancelled,
     RoleInError,
@@ -27,6 +28,7 @@ from hivetray.errors import (
     describe_exit,
     error_from_wire,
 )
+from hivetray.models.validate import check_role
 from hivetray.pool.breaker import CircuitBreaker
 from hivetray.pool.clock import Clock
 from hivetray.pool.events import Event, EventKind, EventLog
@@ -38,6 +40,9 @@ from hivetray.workers.spec import WorkerSpec
 
 log = logging.getLogger(__name__)
 S = RoleState
+#: (role, model, mmproj) -> anything, or raises ModelLoadError; injected so logic tests need
+#: no model files
+ModelCheck = Callable[[str, str | None, str | None], object]
 
 
 class IllegalTransition(RuntimeError):
@@ -65,7 +70,8 @@ class RoleSupervisor:
     def __init__(self, name: str, config: RoleConfig, pool_config: PoolConfig, *,
                  spawner: Spawner, clock: Clock, events: EventLog, log_path: Path,
                  on_pid: Callable[[str, int | None], None] = lambda role, pid: None,
-                 faults: frozenset[str] = frozenset()) -> None:
+                 faults: frozenset[str] = frozenset(),
+                 validate_model: ModelCheck = check_role) -> None:
         self.name = name
         self.config = config
         self.pool_config = pool_config
@@ -75,6 +81,7 @@ class RoleSupervisor:
         self.log_path = log_path
         self.on_pid = on_pid
         self.faults = faults
+        self.validate_model = validate_model
         self.state = S.STOPPED if config.configured else S.UNCONFIGURED
         self.breaker = CircuitBreaker(clock)
         self.timing = Timing()
@@ -134,6 +141,11 @@ class RoleSupervisor:
                 continue
             if state is S.STOPPED:
                 self.begin_start()
+                failed = self._start_future
+                if self.state is S.ERROR and failed is not None and failed.done():
+                    error = failed.exception()  # refused before spawning: the first caller
+                    if error is not None:       # gets the cause, later ones RoleInError
+                        raise error
                 continue
             if state is S.STARTING:
                 assert self._start_future is not None
@@ -150,6 +162,12 @@ class RoleSupervisor:
         self._start_future.add_done_callback(_consume_exception)
         self._exit_future = loop.create_future()
         self._set_state(S.STARTING, "spawning")
+        try:  # a missing, truncated or wrong file is reported now, without spawning
+            self.validate_model(self.name, self.config.model, self.config.mmproj)
+        except ModelLoadError as exc:
+            self._emit(EventKind.LOAD_ERROR, f"{self.name}: {exc}", level="error")
+            self._fail_start(str(exc), exc)
+            return
         spec = WorkerSpec(self.name, self.config.model or "", self.config.mmproj,
                           self.config.n_ctx, self.config.n_threads, str(self.log_path),
                           self.faults)
@@ -244,7 +262,8 @@ class RoleSupervisor:
                    {"exitcode": exitcode, "log_tail": tail}, level="error")
         if state is S.STARTING:
             self._fail_start(f"the worker {self._kill_reason or describe_exit(exitcode)} while "
-                             f"loading {self.config.model}; see {self.log_path}", error)
+                             f"loading {self.config.model}; see {self.log_path}"
+                             + _telling_line(tail), error)
             return
         self.in_flight.fail_all(error)
         self.last_error = str(error).split("\n", 1)[0]
@@ -418,6 +437,15 @@ async def _wait(future: asyncio.Future[Any], timeout: float | None) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def _telling_line(tail: str) -> str:
+    """The log line that says why a load died (llama.cpp's assert or error), for last_error."""
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    telling = [ln for ln in lines if any(w in ln.lower() for w in
+                                         ("assert", "error", "abort", "fail", "terminate"))]
+    pick = (telling or lines)[-1:] if lines else []
+    return f" — last log line: {pick[0][:300]}" if pick else ""
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:
