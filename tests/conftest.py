@@ -17,7 +17,7 @@ from hivetray.paths import AppPaths, app_paths
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """chat/embed/rerank/mmproj/crash models, generated once per test session (milliseconds)."""
+    """chat/embed/rerank/mmproj/crash/random models, generated once per session (milliseconds)."""
     from hivetray.devtools import tinymodels
 
     folder = tmp_path_factory.mktemp("models")
@@ -25,6 +25,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "chat": tinymodels.write_chat_model(folder / "chat.gguf"),
         "crash": tinymodels.write_crash_model(folder / "crash.gguf"),
         "random": tinymodels.write_random_bytes(folder / "random.gguf"),
+        "embed": tinymodels.write_embed_model(folder / "embed.gguf"),
+        "rerank": tinymodels.write_rerank_model(folder / "rerank.gguf"),
+        "mmproj": tinymodels.write_mmproj(folder / "mmproj.gguf"),
     }
 
 
@@ -32,6 +35,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppPaths:
     """A private HIVETRAY_HOME (and runtime dir for the socket) for one test."""
     monkeypatch.setenv("HIVETRAY_HOME", str(tmp_path / "home"))
+    # a machine with the optional demo model installed must not fill the chat role by itself
+    monkeypatch.setenv("HIVETRAY_NO_BUILTIN_MODEL", "1")
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))

@@ -100,6 +100,18 @@ def load_handler(spec: WorkerSpec) -> RoleHandler:
         from hivetray.workers.chat import ChatHandler
 
         return ChatHandler(spec)
+    if spec.role == "vision":
+        from hivetray.workers.vision import VisionHandler
+
+        return VisionHandler(spec)
+    if spec.role == "embed":
+        from hivetray.workers.embed import EmbedHandler
+
+        return EmbedHandler(spec)
+    if spec.role == "rerank":
+        from hivetray.workers.rerank import RerankHandler
+
+        return RerankHandler(spec)
     raise InvalidRequest(f"this build has no worker for the {spec.role!r} role yet")
 
 
