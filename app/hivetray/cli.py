@@ -12,15 +12,18 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from hivetray import ROLES, __version__, ipc
+from hivetray import ROLES, __version__, cli_models, ipc
 from hivetray.config import load_config
-from hivetray.errors import HivetrayError
-from hivetray.instance import Instance, chat_params
+from hivetray.errors import HivetrayError, PayloadTooLarge
+from hivetray.instance import Instance, chat_params, wire_image
+from hivetray.models.builtin import LABEL as BUILTIN_LABEL
+from hivetray.models.builtin import is_builtin
 from hivetray.paths import AppPaths, app_paths
 
 EXIT_FAIL, EXIT_USAGE, EXIT_NO_INSTANCE, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -39,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--image", help="an image file for the vision worker")
     chat.add_argument("--max-tokens", type=int, default=None)
     chat.add_argument("--json", action="store_true", help="one JSON object per line")
+    embed = sub.add_parser("embed", help="one embedding vector per TEXT (JSON)")
+    embed.add_argument("texts", nargs="+", metavar="TEXT")
+    rerank = sub.add_parser("rerank", help="score DOCs against QUERY, best first (JSON)")
+    rerank.add_argument("query", metavar="QUERY")
+    rerank.add_argument("documents", nargs="+", metavar="DOC")
+    cli_models.add_parser(sub)
     for name, text in (("retry", "reset the breaker or the error of ROLE"),
                        ("restart", "stop and start ROLE's worker"),
                        ("stop", "stop ROLE's worker (it starts again on next use)")):
@@ -69,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_daemon(paths)
         if command == "logs":
             return show_logs(paths, args.role, args.follow)
+        if command == "models":
+            return cli_models.run(paths, args)
         runner = COMMANDS[command]
         return int(asyncio.run(runner(paths, args)))
     except KeyboardInterrupt:
@@ -134,19 +145,37 @@ async def cmd_status(paths: AppPaths, args: argparse.Namespace) -> int:
         state = row["state"] + (f" {row['retry_in_s']:.0f}s" if row.get("retry_in_s") else "")
         print(f"{row['role']:8} {state:13} {row['pid'] or '-':>7} {rss:>9} "
               f"{row['requests']:>5} {tps:>7}  {row['model'] or '(no model set)'}")
+        if is_builtin(row.get("model"), paths):
+            print(f"{'':8} └ {BUILTIN_LABEL}")
         if row.get("last_error"):
             print(f"{'':8} └ {row['last_error']}")
     return 0
 
 
+def read_image(path: str) -> dict[str, Any]:
+    """The image file as a wire image; the instance checks it is one, the worker decodes it."""
+    from hivetray.workers.spec import MAX_PAYLOAD_BYTES
+
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_PAYLOAD_BYTES:
+            raise HivetrayError(f"{path}: {PayloadTooLarge(size, MAX_PAYLOAD_BYTES)}")
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise HivetrayError(f"cannot read the image {path}: {exc.strerror or exc}") from None
+    return wire_image(path, data)
+
+
 async def cmd_chat(paths: AppPaths, args: argparse.Namespace) -> int:
-    if args.image:
-        raise HivetrayError("images need the vision worker, which this build does not have yet")
+    images = [read_image(args.image)] if args.image else []
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()
     if not prompt.strip():
         print("hivetray: the prompt is empty (give PROMPT or pipe it on stdin)", file=sys.stderr)
         return EXIT_USAGE
-    payload = {"params": chat_params(prompt, args.max_tokens)}
+    payload: dict[str, Any] = {"params": chat_params(prompt, args.max_tokens)}
+    if images:
+        payload["images"] = images  # → the vision worker
     async for item in _with_instance_or_private(paths, "chat", payload):
         if "result" in item:
             result = item["result"] or {}
@@ -160,6 +189,35 @@ async def cmd_chat(paths: AppPaths, args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(item.get("text", ""))
             sys.stdout.flush()
+    return 0
+
+
+def _warn_truncated(result: dict[str, Any], what: str) -> None:
+    for cut in result.get("truncated") or []:
+        print(f"hivetray: warning: {what} {cut['index'] + 1} is {cut['tokens']} tokens; only "
+              f"the first {cut['kept']} were used (the context of the model)", file=sys.stderr)
+
+
+async def _final_result(paths: AppPaths, cmd: str, payload: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    async for item in _with_instance_or_private(paths, cmd, payload):
+        if "result" in item:
+            result = item["result"] or {}
+    return result
+
+
+async def cmd_embed(paths: AppPaths, args: argparse.Namespace) -> int:
+    result = await _final_result(paths, "embed", {"texts": list(args.texts)})
+    _warn_truncated(result, "text")
+    print(json.dumps({"embeddings": result["embeddings"]}))
+    return 0
+
+
+async def cmd_rerank(paths: AppPaths, args: argparse.Namespace) -> int:
+    result = await _final_result(paths, "rerank", {"query": args.query,
+                                                   "documents": list(args.documents)})
+    _warn_truncated(result, "document")
+    print(json.dumps({"results": result["results"]}))
     return 0
 
 
@@ -210,6 +268,8 @@ def show_logs(paths: AppPaths, role: str | None, follow: bool) -> int:
 COMMANDS: dict[str, Callable[[AppPaths, argparse.Namespace], Any]] = {
     "status": cmd_status,
     "chat": cmd_chat,
+    "embed": cmd_embed,
+    "rerank": cmd_rerank,
     "retry": _role_command("retry"),
     "restart": _role_command("restart"),
     "stop": _role_command("stop"),

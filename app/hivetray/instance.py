@@ -7,6 +7,7 @@ the socket; a CLI command with no instance running calls ``handle`` in-process o
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 from collections.abc import Callable
@@ -15,9 +16,12 @@ from typing import Any
 
 from hivetray import ROLES, ipc
 from hivetray.config import Config, load_config
-from hivetray.errors import InvalidRequest
+from hivetray.errors import InvalidImage, InvalidRequest, PayloadTooLarge
+from hivetray.models.builtin import with_builtin_chat
 from hivetray.paths import AppPaths
 from hivetray.pool import WorkerPool
+from hivetray.workers.spec import MAX_PAYLOAD_BYTES
+from hivetray.workers.vision import sniff_image_type
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +41,42 @@ def chat_params(prompt: str, max_tokens: int | None = None) -> dict[str, Any]:
     return params
 
 
+def wire_image(name: str, data: bytes) -> dict[str, Any]:
+    """An image as it travels in a JSON request (``images`` list of ``cmd_chat``)."""
+    return {"name": name, "data_b64": base64.b64encode(data).decode("ascii")}
+
+
+def decode_images(raw: Any) -> list[dict[str, Any]]:
+    """Wire images → ``{"name", "data": bytes}``; refuse oversized and non-image data at once,
+    naming the file, before any worker is involved (the worker decodes them fully)."""
+    if not raw:
+        return []
+    if not isinstance(raw, list):
+        raise InvalidRequest("'images' must be a list")
+    images: list[dict[str, Any]] = []
+    for n, item in enumerate(raw):
+        name = str(item.get("name") or f"image {n + 1}")
+        data = item.get("data")
+        if data is None:
+            try:
+                data = base64.b64decode(item.get("data_b64") or "", validate=True)
+            except ValueError:
+                raise InvalidImage(name, "the image data is not valid base64") from None
+        if len(data) > MAX_PAYLOAD_BYTES:
+            raise PayloadTooLarge(len(data), MAX_PAYLOAD_BYTES)
+        if sniff_image_type(data) is None:
+            kind = "it is empty" if not data else "its content is not PNG, JPEG, WebP, GIF or BMP"
+            raise InvalidImage(name, kind)
+        images.append({"name": name, "data": bytes(data)})
+    return images
+
+
 class Instance:
     def __init__(self, paths: AppPaths, config: Config, *, pool: WorkerPool | None = None,
                  hooks: UiHooks | None = None) -> None:
         self.paths = paths
         self.config = config
-        self.pool = pool or WorkerPool(config, paths)
+        self.pool = pool or WorkerPool(with_builtin_chat(config, paths), paths)
         self.hooks = hooks or UiHooks()
         self.quit_requested = asyncio.Event()
         self._server: ipc.Server | None = None
@@ -75,12 +109,42 @@ class Instance:
         return self.pool.snapshot()
 
     async def cmd_chat(self, request: dict[str, Any], reply: ipc.Reply) -> Any:
-        params = request.get("params") or {}
-        async for chunk in self.pool.stream("chat", "chat", params):
+        """Stream a reply; a request with ``images`` goes to the vision worker."""
+        params = dict(request.get("params") or {})
+        images = decode_images(request.get("images") or params.pop("images", None))
+        role = "chat"
+        if images:
+            role, params["images"] = "vision", images
+        async for chunk in self.pool.stream(role, "chat", params):
             if chunk.get("done"):
                 return {k: v for k, v in chunk.items() if k != "done"}
             await reply(chunk)
         return None
+
+    async def cmd_embed(self, request: dict[str, Any], reply: ipc.Reply) -> Any:
+        """``{"texts": [...]}`` → ``{"embeddings": [[...], ...], "truncated": [...]}``."""
+        texts = request.get("texts")
+        if not isinstance(texts, list) or not texts:
+            raise InvalidRequest("embed needs 'texts': a non-empty list of strings")
+        result = await self.pool.call("embed", "embed", {
+            "texts": texts, "normalize": bool(request.get("normalize", True))})
+        return {"embeddings": result["embeddings"], "truncated": result.get("truncated", [])}
+
+    async def cmd_rerank(self, request: dict[str, Any], reply: ipc.Reply) -> Any:
+        """``{"query", "documents", "top_n"?}`` → results sorted by score, best first."""
+        query, documents = request.get("query"), request.get("documents")
+        if not isinstance(documents, list) or not documents:
+            raise InvalidRequest("rerank needs 'documents': a non-empty list of strings")
+        result = await self.pool.call("rerank", "rerank",
+                                      {"query": query, "documents": documents})
+        results = sorted(
+            ({"index": i, "document": doc, "score": score}
+             for i, (doc, score) in enumerate(zip(documents, result["scores"], strict=True))),
+            key=lambda row: -row["score"])
+        top_n = request.get("top_n")
+        if isinstance(top_n, int) and top_n > 0:
+            results = results[:top_n]
+        return {"results": results, "truncated": result.get("truncated", [])}
 
     def _role_arg(self, request: dict[str, Any]) -> str:
         role = request.get("role")
@@ -111,7 +175,7 @@ class Instance:
         """Re-read config.toml (after ``hivetray models set`` or a hand edit) and apply it."""
         result = load_config(self.paths.config_file)
         self.config = result.config
-        self.pool.apply_config(result.config)
+        self.pool.apply_config(with_builtin_chat(result.config, self.paths))
         return {"warnings": result.warnings}
 
     async def cmd_quit(self, request: dict[str, Any], reply: ipc.Reply) -> Any:

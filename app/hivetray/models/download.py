@@ -1,0 +1,129 @@
+"""Download a model file from Hugging Face: progress bar, resume, checksum, atomic install.
+
+Why our own loop around huggingface_hub's pieces instead of ``hf_hub_download``: a model is a
+multi-gigabyte file the user will point Hivetray at directly, so it goes to a plain folder we
+choose (not the hub cache's symlink farm), an interrupted download must resume from its
+``.part`` file on the next try, and the finished file must be checked against the hub's
+published sha256 (the LFS ETag) before it replaces anything. huggingface_hub still does the
+protocol work: URL building (``HF_ENDPOINT`` honoured, so tests can use a local server), the
+metadata HEAD with its redirects, and the ranged, retried GET with a tqdm progress bar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hivetray.errors import ChecksumMismatch, DownloadFailed
+from hivetray.paths import AppPaths
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    path: Path
+    size: int
+    checksum: str  # "sha256:<hex>", "git-sha1:<hex>" or "none"
+    resumed_from: int
+    already_there: bool = False
+
+
+def models_dir(paths: AppPaths) -> Path:
+    return paths.data_dir / "models"
+
+
+def target_path(paths: AppPaths, repo: str, filename: str) -> Path:
+    """``data/models/<owner>--<name>/<file>``: one folder per repository, no name clashes."""
+    safe_repo = repo.strip("/").replace("/", "--")
+    if ".." in Path(filename).parts or Path(filename).is_absolute():
+        raise DownloadFailed(f"refusing the file name {filename!r}")
+    return models_dir(paths) / safe_repo / filename
+
+
+def endpoint() -> str | None:
+    """The hub endpoint from ``HF_ENDPOINT``, read now (huggingface_hub reads it at import)."""
+    value = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    return value or None
+
+
+def file_digest(path: Path, algorithm: str, size: int | None = None,
+                progress: Callable[[int], None] | None = None) -> str:
+    digest = hashlib.sha1() if algorithm == "git-sha1" else hashlib.sha256()
+    if algorithm == "git-sha1":  # git hashes "blob <size>\0" + content
+        digest.update(f"blob {size if size is not None else path.stat().st_size}\0".encode())
+    with open(path, "rb") as handle:
+        while block := handle.read(4 * 2**20):
+            digest.update(block)
+            if progress is not None:
+                progress(len(block))
+    return digest.hexdigest()
+
+
+def expected_checksum(etag: str | None) -> tuple[str, str] | None:
+    """The hub's ETag as (algorithm, hex): sha256 for LFS files, git sha1 for small ones."""
+    tag = (etag or "").strip().strip('"').lower()
+    if tag.startswith("w/"):
+        tag = tag[2:].strip('"')
+    if _SHA256.match(tag):
+        return "sha256", tag
+    if _SHA1.match(tag):
+        return "git-sha1", tag
+    return None
+
+
+def download(repo: str, filename: str, dest: Path, *, revision: str = "main",
+             hub: str | None = None) -> Downloaded:
+    """Fetch ``repo``/``filename`` into ``dest`` (resuming ``dest.part``) and verify it."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.file_download import http_get
+
+    hub = hub or endpoint()
+    url = hf_hub_url(repo, filename, revision=revision, endpoint=hub)
+    try:
+        meta = get_hf_file_metadata(url, endpoint=hub)
+    except Exception as exc:  # huggingface_hub raises many types; all mean "cannot fetch"
+        raise DownloadFailed(f"cannot fetch {repo}/{filename} from {hub or 'huggingface.co'}: "
+                             f"{_short(exc)}") from None
+    expected = expected_checksum(meta.etag)
+    size = meta.size
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file() and size is not None and dest.stat().st_size == size and (
+            expected is None or file_digest(dest, expected[0], size) == expected[1]):
+        return Downloaded(dest, size, _label(expected), 0, already_there=True)
+    part = dest.with_name(dest.name + ".part")
+    resume = part.stat().st_size if part.exists() else 0
+    if size is not None and resume > size:
+        resume = 0
+        part.unlink()
+    try:  # the progress bar (tqdm) shows on a terminal and stays quiet when piped
+        with open(part, "ab") as handle:
+            http_get(meta.location or url, handle, resume_size=resume, expected_size=size,
+                     displayed_filename=filename)
+    except Exception as exc:
+        kept = part.stat().st_size if part.exists() else 0
+        raise DownloadFailed(f"download of {repo}/{filename} stopped at {kept} bytes: "
+                             f"{_short(exc)}; run the same command again to resume") from None
+    got = part.stat().st_size
+    if expected is not None:
+        actual = file_digest(part, expected[0], got)
+        if actual != expected[1]:
+            part.unlink()
+            raise ChecksumMismatch(str(dest), f"{expected[0]}:{expected[1]}",
+                                   f"{expected[0]}:{actual}")
+    os.replace(part, dest)
+    return Downloaded(dest, got, _label(expected), resume)
+
+
+def _label(expected: tuple[str, str] | None) -> str:
+    return f"{expected[0]}:{expected[1]}" if expected else "none"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
