@@ -212,3 +212,16 @@ def test_ctrl_c_on_chat_frees_the_worker_within_100_ms(
     assert freed_after < 0.1, f"in_flight was 1 for {freed_after * 1000:.0f} ms after Ctrl-C"
     row = status_rows(home)["chat"]
     assert row["pid"] == pid and row["state"] == "ready"
+
+
+def test_a_model_that_aborts_llama_cpp_is_an_error_with_its_assertion(
+        home: AppPaths, write_config: Any, tiny_models: dict[str, Path],
+        daemon: subprocess.Popen[bytes]) -> None:
+    configure(home, write_config, all_roles(tiny_models, chat=tiny_models["crash"]))
+    result = cli("chat", "hi")
+    assert result.returncode == 1 and "SIGABRT" in result.stderr
+    row = status_rows(home)["chat"]
+    assert row["state"] == "error" and row["pid"] is None
+    assert "while loading" in row["last_error"] and "GGML_ASSERT" in row["last_error"]
+    assert daemon.poll() is None and cli("chat", "hi").returncode == 1  # no respawn loop
+    assert status_rows(home)["chat"]["state"] == "error"

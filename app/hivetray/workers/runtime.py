@@ -66,13 +66,19 @@ class ControlThread(threading.Thread):
         self.cancelled: set[int] = set()
         self.lock = threading.Lock()
         self.shutdown = threading.Event()
+        # wakes the request loop at once on shutdown (it waits on this and the data pipe)
+        self.wake_reader, self._wake_writer = multiprocessing.Pipe(duplex=False)
+
+    def _stop(self) -> None:
+        self.shutdown.set()
+        self._wake_writer.send(None)
 
     def run(self) -> None:
         while True:
             try:
                 msg = self.conn.recv()
             except (EOFError, OSError):
-                self.shutdown.set()  # the parent closed the channel: it is going away
+                self._stop()  # the parent closed the channel: it is going away
                 return
             op = msg.get("op")
             if op == "ping":
@@ -81,8 +87,8 @@ class ControlThread(threading.Thread):
                 with self.lock:
                     self.cancelled.add(int(msg["id"]))
             elif op == "shutdown" and "ignore_shutdown" not in self.faults:
-                self.shutdown.set()
                 self.abort.value = -1
+                self._stop()
 
     def is_cancelled(self, request_id: int) -> bool:
         if self.abort.value in (request_id, -1):
@@ -119,6 +125,9 @@ def worker_main(spec: WorkerSpec, data: Connection, control: Connection,
                 abort: AbortFlag) -> None:
     """Entry point of every worker process (target of ``multiprocessing.Process``)."""
     redirect_output(Path(spec.log_path), MAX_LOG_BYTES)
+    # a native abort's own message (GGML_ASSERT ...) must stay in the log's tail, not be pushed
+    # out by the gdb backtrace ggml would attach first (and that costs ~0.7 s)
+    os.environ.setdefault("GGML_NO_BACKTRACE", "1")
     print(f"--- hivetray {spec.role} worker pid {os.getpid()} starting "
           f"{time.strftime('%Y-%m-%d %H:%M:%S')} model={spec.model}", flush=True)
     start_parent_watchdog()
@@ -146,7 +155,8 @@ def serve(handler: RoleHandler, data: Connection, ctl: ControlThread, abort: Abo
         data.send(msg)
 
     while not ctl.shutdown.is_set():
-        if not multiprocessing.connection.wait([data], timeout=0.1):
+        ready = multiprocessing.connection.wait([data, ctl.wake_reader])
+        if data not in ready:
             continue
         try:
             raw = data.recv_bytes(MAX_PAYLOAD_BYTES + 1024)
