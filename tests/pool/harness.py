@@ -41,7 +41,8 @@ def make_rig(tmp_path: Path, *, model: str | None = "/models/m.gguf", pinned: bo
         "chat", RoleConfig(model=model, pinned=pinned, idle_timeout_s=idle_timeout_s),
         pool or PoolConfig(restart_budget=3, restart_window_s=60, cooldown_s=60,
                            health_interval_s=10, ping_timeout_s=5, shutdown_grace_s=0.05),
-        spawner=spawner, clock=clock, events=events, log_path=tmp_path / "worker-chat.log")
+        spawner=spawner, clock=clock, events=events, log_path=tmp_path / "worker-chat.log",
+        validate_model=lambda role, model, mmproj: None)
     role.timing.term_s = 0.05
     rig = Rig(role, spawner, clock, events)
     events.subscribe(lambda e: rig.transitions.append((e.data["old"], e.data["new"]))

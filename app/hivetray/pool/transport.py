@@ -119,6 +119,9 @@ class ProcessLink:
 
     def terminate(self) -> None:
         self._signal(signal.SIGTERM)
+        # a stopped (SIGSTOPped, hung in a debugger) process only acts on SIGTERM once continued
+        if hasattr(signal, "SIGCONT"):
+            self._signal(signal.SIGCONT)
 
     def kill(self) -> None:
         self._signal(getattr(signal, "SIGKILL", signal.SIGTERM))

@@ -1,0 +1,101 @@
+"""The status window: four roles, a ticking countdown, row actions, and the logs pane."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from pytestqt.qtbot import QtBot
+
+from hivetray.pool.events import EventKind
+from hivetray.ui.log_pane import EventLogView
+from hivetray.ui.role_table import KEYS
+from hivetray.ui.status_window import WINDOW_TITLE, StatusWindow
+from tests.ui.conftest import PoolRig
+
+
+def make_window(qtbot: QtBot, pool_rig: PoolRig) -> StatusWindow:
+    window = StatusWindow(pool_rig.pool.snapshot, pool_rig.pool.paths.worker_log)
+    qtbot.addWidget(window)
+    return window
+
+
+def test_title_and_rows(qtbot: QtBot, pool_rig: PoolRig) -> None:
+    window = make_window(qtbot, pool_rig)
+    window.present()
+    assert window.windowTitle().startswith("Hivetray") and window.windowTitle() == WINDOW_TITLE
+    assert window.model.rowCount() == 4
+    assert window.selected_role() == "chat"
+
+
+def test_countdown_cell_ticks_every_second(qtbot: QtBot, pool_rig: PoolRig) -> None:
+    pool_rig.crash_chat(times=2)
+    window = make_window(qtbot, pool_rig)
+    window.present()
+    index = window.model.index(0, KEYS.index("retry_in_s"))
+    assert window.model.data(index) == "60 s"
+    assert window.tick.interval() == 1000 and window.tick.isActive()
+    pool_rig.clock.advance(1)
+    with qtbot.waitSignal(window.tick.timeout, timeout=3000):
+        pass
+    assert window.model.data(index) == "59 s"
+    assert window.buttons["Retry"].isEnabled()
+    with qtbot.waitSignal(window.retry) as sent:
+        qtbot.mouseClick(window.buttons["Retry"], Qt.MouseButton.LeftButton)
+    assert sent.args == ["chat"]
+
+
+def test_closing_hides_and_stops_the_tick(qtbot: QtBot, pool_rig: PoolRig) -> None:
+    window = make_window(qtbot, pool_rig)
+    window.present()
+    window.close()
+    assert not window.isVisible() and not window.tick.isActive()
+
+
+def test_open_log_shows_the_worker_log_tail(qtbot: QtBot, pool_rig: PoolRig) -> None:
+    log = pool_rig.pool.paths.worker_log("chat")
+    log.write_text("".join(f"line {i}\n" for i in range(20_000)))
+    window = make_window(qtbot, pool_rig)
+    window.present()
+    qtbot.mouseClick(window.buttons["Open log"], Qt.MouseButton.LeftButton)
+    shown = window.logs.worker_log.text.toPlainText()
+    assert shown.endswith("line 19999") and "line 0\n" not in shown
+
+
+def event(kind: EventKind, role: str, message: str, level: str = "info",
+          **data: object) -> dict[str, object]:
+    return {"kind": str(kind), "role": role, "message": message, "level": level,
+            "data": data, "ts": time.time()}
+
+
+def test_events_are_appended_by_the_throttle_timer_and_filtered(qtbot: QtBot) -> None:
+    view = EventLogView()
+    qtbot.addWidget(view)
+    view.add(event(EventKind.STATE, "chat", "chat: stopped → starting"))
+    view.add(event(EventKind.CRASH, "embed", "the embed worker was killed by SIGABRT", "error",
+                   log_tail="GGML_ASSERT(x) failed"))
+    assert view.shown_text() == ""  # nothing painted until the timer fires
+    qtbot.waitUntil(lambda: "SIGABRT" in view.shown_text(), timeout=2000)
+    assert "│ GGML_ASSERT(x) failed" in view.shown_text()  # crash rows carry the tail
+    view.level_filter.setCurrentText("error")
+    assert "starting" not in view.shown_text() and "SIGABRT" in view.shown_text()
+    view.level_filter.setCurrentText("all levels")
+    view.role_filter.setCurrentText("chat")
+    assert "starting" in view.shown_text() and "SIGABRT" not in view.shown_text()
+    view.role_filter.setCurrentText("all roles")
+    view.search.setText("sigabrt")
+    assert view.shown_text().count("\n") >= 1 and "starting" not in view.shown_text()
+    view.copy()
+    assert "SIGABRT" in QGuiApplication.clipboard().text()
+
+
+def test_ten_thousand_lines_load_and_filter(qtbot: QtBot) -> None:
+    view = EventLogView()
+    qtbot.addWidget(view)
+    for i in range(10_000):
+        view.add(event(EventKind.STATE, "chat" if i % 2 else "embed", f"message {i}"))
+    view.flush()
+    assert view.text.blockCount() == 10_000
+    view.role_filter.setCurrentText("embed")
+    assert view.text.blockCount() == 5_000
