@@ -55,7 +55,10 @@ def make_inprocess(model: Path, n_ctx: int, threads: int, max_tokens: int
                    ) -> Callable[[], Run]:
     from llama_cpp import Llama
 
-    llm: Any = Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, verbose=False)
+    from hivetray.models.builtin import chat_format_for
+
+    llm: Any = Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, verbose=False,
+                     **chat_format_for(str(model)))  # as the chat worker loads it
 
     def run() -> Run:
         started = time.perf_counter()

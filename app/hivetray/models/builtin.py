@@ -89,3 +89,21 @@ def with_builtin_chat(config: Config, paths: AppPaths) -> Config:
     roles = dict(config.roles)
     roles["chat"] = replace(chat, model=str(model))
     return replace(config, roles=roles)
+
+
+def chat_format_for(model: str) -> dict[str, Any]:
+    """``Llama`` arguments for a model without a chat template (the demo model is one).
+
+    llama-cpp-python then falls back to its llama-2 format, on which Gemma answers nothing
+    (end of turn at once); Gemma's own turn markers make it continue the text instead.
+    """
+    from hivetray.models.gguf import GGUFError, read_header
+
+    try:
+        info = read_header(model)
+    except (OSError, GGUFError):
+        return {}
+    if info.has_chat_template or not (info.architecture or "").startswith("gemma"):
+        return {}
+    return {"chat_format": "gemma"}
+

@@ -38,8 +38,10 @@ def load_llama(spec: WorkerSpec, **extra: Any) -> Any:
 
 class ChatHandler:
     def __init__(self, spec: WorkerSpec) -> None:
+        from hivetray.models.builtin import chat_format_for
+
         self.spec = spec
-        self.llm = load_llama(spec)
+        self.llm = load_llama(spec, **chat_format_for(spec.model))
 
     def info(self) -> dict[str, Any]:
         return {"n_ctx": self.llm.n_ctx(), "model": self.spec.model}
