@@ -59,7 +59,7 @@ def test_batches_hold_at_most_flush_tokens_pieces(handler: ChatHandler) -> None:
 
 
 def test_cancel_stops_generation_early_and_the_model_stays_usable(handler: ChatHandler) -> None:
-    chunks, result = collect(handler, 200, cancel_after=2)
+    _chunks, result = collect(handler, 200, cancel_after=2)
     assert result["finish_reason"] == "cancelled"
     assert result["usage"]["completion_tokens"] < 200
     _, again = collect(handler, 5)
