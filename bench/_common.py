@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import json
+import logging
 import math
 import os
 import platform
@@ -79,6 +80,8 @@ def machine_info() -> dict[str, Any]:
         "llama_cpp": _version("llama_cpp_python"),
         "qasync": _version("qasync"),
         "pyside6": _version("PySide6_Essentials") or _version("PySide6"),
+        # differs from the installed one when PYTHONPATH points at another build (--qt-site)
+        "pyside6_imported": getattr(sys.modules.get("PySide6"), "__version__", None),
         "hivetray": _version("hivetray"),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
@@ -113,6 +116,8 @@ def bench_home(prefix: str = "hvb-") -> Iterator[BenchHome]:
     """Create the temp home, point this process's environment at it, clean up afterwards."""
     from hivetray.devtools.tinymodels import write_chat_model
 
+    # pool events are logged (errors for crashes, with a 4 KiB log tail); keep stderr readable
+    logging.getLogger("hivetray").addHandler(logging.NullHandler())
     root = Path(tempfile.mkdtemp(prefix=prefix))  # short: the socket path must fit AF_UNIX
     saved = {k: os.environ.get(k) for k in ("HIVETRAY_HOME", "XDG_RUNTIME_DIR",
                                             "GGML_NO_BACKTRACE")}
@@ -146,17 +151,16 @@ def chat_config(model: Path, pool: PoolConfig | None = None, **chat: Any) -> Con
 
 # -- event loops ------------------------------------------------------------------------------
 def run_on_loop(kind: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main()`` on a plain asyncio loop or on qasync over a QCoreApplication."""
+    """Run ``main()`` on plain asyncio or on a qasync loop over a QCoreApplication.
+
+    ``kind``: ``asyncio``, ``qasync`` (stock wakeup path) or ``qasync_pipe`` (self-pipe
+    wakeup); see ``_qtloops`` for why the qasync loops are subclassed at all.
+    """
     if kind == "asyncio":
         return asyncio.run(main())
-    if kind != "qasync":
-        raise ValueError(f"unknown loop {kind!r}")
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    import qasync
-    from PySide6.QtCore import QCoreApplication
+    from _qtloops import make_loop
 
-    app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
-    loop = qasync.QEventLoop(app)
+    loop = make_loop(kind)
     asyncio.set_event_loop(loop)
     try:
         result: T = loop.run_until_complete(main())
@@ -175,7 +179,7 @@ def qt_dispatcher_name() -> str | None:
         return None
     app = QCoreApplication.instance()
     dispatcher = QAbstractEventDispatcher.instance(app.thread()) if app else None
-    return type(dispatcher).__name__ if dispatcher is not None else None
+    return str(dispatcher.metaObject().className()) if dispatcher is not None else None
 
 
 # -- raw pipe baseline ------------------------------------------------------------------------

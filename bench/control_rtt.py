@@ -30,8 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    arg_parser, bench_home, chat_config, emit, log, qt_dispatcher_name, raw_pipe_rtt_ms,
-    run_on_loop, summarize,
+    arg_parser,
+    bench_home,
+    chat_config,
+    emit,
+    log,
+    qt_dispatcher_name,
+    raw_pipe_rtt_ms,
+    run_on_loop,
+    summarize,
 )
 
 TARGET_P50_MS = 0.3
@@ -40,8 +47,9 @@ SEQ_BASE = 1_000_000  # far from the pool's own health-ping seqs
 VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "asyncio": ("asyncio", {}),
     "qasync": ("qasync", {"QT_QPA_PLATFORM": "offscreen"}),
-    # diagnostic: Qt's plain UNIX dispatcher instead of the glib one
+    # diagnostics: Qt's plain UNIX dispatcher instead of glib; a self-pipe wakeup (_qtloops)
     "qasync_noglib": ("qasync", {"QT_QPA_PLATFORM": "offscreen", "QT_NO_GLIB": "1"}),
+    "qasync_pipe": ("qasync_pipe", {"QT_QPA_PLATFORM": "offscreen"}),
 }
 
 
@@ -139,8 +147,18 @@ def run_child(loop_kind: str, model: Path, n: int, warmup: int) -> dict[str, Any
     async def main() -> dict[str, Any]:
         wakeup = await measure_threadsafe_wakeup(n, warmup)
         pool = await measure_pool(model, n, warmup)
-        return {"dispatcher": qt_dispatcher_name() if loop_kind == "qasync" else None,
-                "control_rtt_ms": pool, "threadsafe_wakeup_ms": wakeup}
+        return {"loop_class": type(asyncio.get_running_loop()).__name__,
+                "dispatcher": qt_dispatcher_name() if qt else None,
+                "pyside_refcount_probe": probe, "control_rtt_ms": pool,
+                "threadsafe_wakeup_ms": wakeup}
+
+    qt = loop_kind != "asyncio"
+    probe: dict[str, Any] | None = None
+    if qt:  # before the loop runs: the child may abort later (see _qtloops)
+        from _qtloops import pyside_refcount_probe
+
+        probe = pyside_refcount_probe()
+        print(json.dumps({"probe": probe}), file=sys.stderr, flush=True)
 
     return run_on_loop(loop_kind, main)
 
@@ -151,12 +169,46 @@ def verdict(rtt: dict[str, Any]) -> dict[str, bool]:
     return {"p50": p50_ok, "p99": p99_ok, "all": p50_ok and p99_ok}
 
 
+def run_variant(name: str, model: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one loop variant in a child process; a crashed child is reported, not fatal."""
+    kind, extra_env = VARIANTS[name]
+    log(f"control RTT on {name}")
+    load = [round(x, 2) for x in os.getloadavg()]  # a busy 2-core box shows in the p99
+    env = {**os.environ, **extra_env}
+    if args.qt_site and kind != "asyncio":
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(args.qt_site), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--model", str(model),
+         "-n", str(args.n), "--warmup", str(args.warmup)],
+        env=env, capture_output=True, text=True, timeout=180, check=False)
+    probe = next((json.loads(line)["probe"] for line in proc.stderr.splitlines()
+                  if line.startswith('{"probe"')), None)
+    if proc.returncode != 0:
+        fatal = next((line for line in proc.stderr.splitlines() if "Fatal" in line), None)
+        error = fatal or f"child exited with {proc.returncode}"
+        if probe and (probe["void_call_drops_none"] or probe["emit_drops_true"]):
+            error = (f"crashed: PySide6 {probe['pyside6']} refcount bug on Python "
+                     f"{probe['python']} (see bench/_qtloops.py): {error}")
+        return {"error": error,
+                "returncode": proc.returncode, "pyside_refcount_probe": probe,
+                "stderr_tail": proc.stderr.strip()[-1500:], "loadavg_before": load,
+                "target_met": {"p50": False, "p99": False, "all": False}}
+    doc: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    doc["target_met"] = verdict(doc["control_rtt_ms"]["rtt"])
+    doc["loadavg_before"] = load
+    return doc
+
+
 def main() -> int:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000, help="measured round trips per loop")
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--variants", default="asyncio,qasync,qasync_noglib",
+    parser.add_argument("--variants", default="asyncio,qasync,qasync_noglib,qasync_pipe",
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--qt-site", type=Path, default=None,
+                        help="a folder put first on PYTHONPATH of the qasync children, e.g. "
+                             "one holding another PySide6/shiboken6 build to compare")
     parser.add_argument("--child", help=argparse.SUPPRESS, default=None)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -171,25 +223,13 @@ def main() -> int:
     with bench_home() as home:
         log("raw pipe baseline (no event loop)")
         result["raw_pipe_rtt_ms"] = summarize(raw_pipe_rtt_ms(args.n, args.warmup))
-        loops: dict[str, Any] = {}
-        for name in args.variants.split(","):
-            kind, extra_env = VARIANTS[name]
-            log(f"control RTT on {name}")
-            env = {**os.environ, **extra_env}
-            proc = subprocess.run(
-                [sys.executable, __file__, "--child", kind, "--model", str(home.chat_model),
-                 "-n", str(args.n), "--warmup", str(args.warmup)],
-                env=env, capture_output=True, text=True, timeout=120, check=False)
-            if proc.returncode != 0:
-                loops[name] = {"error": proc.stderr.strip()[-2000:]}
-                continue
-            doc = json.loads(proc.stdout.strip().splitlines()[-1])
-            doc["target_met"] = verdict(doc["control_rtt_ms"]["rtt"])
-            loops[name] = doc
-        result["loops"] = loops
+        result["loops"] = {name: run_variant(name, home.chat_model, args)
+                           for name in args.variants.split(",")}
     qasync_doc = result["loops"].get("qasync", {})
     result["target_met"] = qasync_doc.get("target_met", {"p50": False, "p99": False,
                                                          "all": False})
+    if args.qt_site:
+        result["qt_site"] = str(args.qt_site)
     emit("control_rtt", result, args.out, started)
     return 0
 
