@@ -9,6 +9,12 @@ import sys
 def main() -> int:
     # first, so worker subprocesses start correctly inside a frozen (PyInstaller) build
     multiprocessing.freeze_support()
+    if len(sys.argv) == 1:
+        # the everyday launch: skip the CLI's imports so the tray icon appears sooner
+        from hivetray.app import run_desktop
+        from hivetray.paths import app_paths
+
+        return run_desktop(app_paths())
     from hivetray.cli import main as cli_main
 
     return cli_main()

@@ -8,191 +8,78 @@ until it is used.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-from hivetray import ipc
-from hivetray.config import LoadResult, load_config
-from hivetray.errors import HivetrayError
-from hivetray.instance import Instance, UiHooks
-from hivetray.logsetup import setup_logging
 from hivetray.paths import AppPaths
-from hivetray.pool.events import Event, EventKind
+from hivetray.probe import instance_alive
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QSystemTrayIcon
 
 
 def run_desktop(paths: AppPaths) -> int:
-    if ipc.instance_alive(paths.socket_path):
+    """Start the tray app, or hand over to the running instance (it shows its status window).
+
+    Order matters for start-up time: the icon is docked straight after ``QApplication`` exists;
+    the pool, the socket and everything else are imported and started after that.
+    """
+    if instance_alive(paths.socket_path):
+        import asyncio
+
+        from hivetray import ipc
+
         asyncio.run(ipc.call(paths.socket_path, "show"))
         return 0
-    setup_logging(paths)
-    import qasync
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
     app = QApplication.instance() or QApplication(sys.argv)
     assert isinstance(app, QApplication)
     app.setApplicationName("Hivetray")
-    app.setApplicationDisplayName("Hivetray")
     app.setDesktopFileName("hivetray")
     app.setQuitOnLastWindowClosed(False)
+    early_icon: QSystemTrayIcon | None = None
+    if QSystemTrayIcon.isSystemTrayAvailable():
+        from hivetray.ui.icons import Health, health_icon
+
+        early_icon = QSystemTrayIcon(health_icon(Health.OK))
+        early_icon.setToolTip("Hivetray — starting")
+        early_icon.show()
+
+    _import_asyncio_without_ssl()
+    import asyncio
+
+    import qasync
+
+    from hivetray.config import load_config
+    from hivetray.logsetup import setup_logging
+
+    setup_logging(paths)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    desktop = DesktopApp(paths, load_config(paths.config_file))
+    from hivetray.desktop import DesktopApp
+
+    desktop = DesktopApp(paths, load_config(paths.config_file), early_icon)
     with loop:
         return int(loop.run_until_complete(desktop.run()))
 
 
-class DesktopApp:
-    """Wires the instance and the widgets; owns no worker logic."""
+def _import_asyncio_without_ssl() -> None:
+    """Import asyncio without letting it load ``ssl`` (libssl + libcrypto, ~4 MiB of RSS).
 
-    def __init__(self, paths: AppPaths, loaded: LoadResult) -> None:
-        from PySide6.QtCore import QTimer
-        from PySide6.QtWidgets import QSystemTrayIcon
-
-        from hivetray.ui.tray import TrayIcon
-
-        self.paths = paths
-        self.loaded = loaded
-        self.instance = Instance(paths, loaded.config, hooks=UiHooks(
-            toggle_chat=self.toggle_chat, show_status=self.show_status))
-        self.pool = self.instance.pool
-        self.status_window: Any = None
-        self.settings_dialog: Any = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.tray = TrayIcon(self.pool.snapshot, self.pool.clock.now,
-                             lambda: self.instance.config.hotkeys.quick_chat)
-        self.tray_available = QSystemTrayIcon.isSystemTrayAvailable()
-        self._refresh = QTimer()
-        self._refresh.setSingleShot(True)
-        self._refresh.setInterval(100)  # coalesce bursts of events into one repaint
-        self._refresh.timeout.connect(self._repaint)
-        self._connect_tray()
-        self.pool.events.subscribe(self._on_event)
-
-    def _connect_tray(self) -> None:
-        tray = self.tray
-        tray.open_status.connect(self.show_status)
-        tray.open_quick_chat.connect(self.toggle_chat)
-        tray.open_settings.connect(self.show_settings)
-        tray.retry.connect(self.retry)
-        tray.restart.connect(lambda role: self._spawn(self.pool.restart(role)))
-        tray.stop.connect(lambda role: self._spawn(self.pool.stop_role(role)))
-        tray.pause_all.connect(lambda: self._spawn(self.pool.pause_all()))
-        tray.quit.connect(self.request_quit)
-
-    async def run(self) -> int:
-        if self.tray_available:
-            self.tray.show()
-            log.info("tray icon shown")
+    asyncio imports ``ssl`` eagerly but the tray app never makes a TLS connection on its loop:
+    it only talks over a local socket. ``ssl`` stays importable afterwards for code that needs it
+    (model downloads); only asyncio's own TLS transports are off in this process.
+    """
+    if "asyncio" in sys.modules:
+        return
+    missing = object()
+    saved = sys.modules.get("ssl", missing)
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # makes `import ssl` fail, cleanly
+    try:
+        import asyncio  # noqa: F401
+    finally:
+        if saved is missing:
+            del sys.modules["ssl"]
         else:
-            log.warning("no system tray host is running; showing the status window instead")
-        try:
-            await self.instance.start()
-        except ipc.AlreadyRunning:
-            await ipc.call(self.paths.socket_path, "show")
-            await self.instance.close()
-            return 0
-        except HivetrayError as exc:
-            log.error("could not start: %s", exc)
-            await self.instance.close()
-            return 1
-        self._install_signals()
-        for warning in self.loaded.warnings:
-            self.pool.events.emit(Event(EventKind.CONFIG, None, warning, level="warning"))
-            if self.tray_available:
-                self.tray.icon.showMessage("Hivetray settings", warning)
-        if not self.tray_available:
-            self.show_status()
-            self.status_window.statusBar().showMessage(
-                "No system tray was found: Hivetray runs from this window (closing it hides it; "
-                "quit with `hivetray quit`).")
-        print(f"hivetray: running (pid {os.getpid()}), socket {self.paths.socket_path}",
-              flush=True)
-        await self.instance.quit_requested.wait()
-        await self.instance.close()
-        self.tray.icon.hide()
-        return 0
-
-    # -- intents --------------------------------------------------------------------------------
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            message = str(task.exception()).split("\n", 1)[0]
-            self.pool.events.emit(Event(EventKind.CONFIG, None, message, level="warning"))
-
-    def retry(self, role: str) -> None:
-        self.pool.retry(role)
-        self._repaint()
-
-    def request_quit(self) -> None:
-        self.instance.quit_requested.set()
-
-    def show_status(self) -> None:
-        if self.status_window is None:
-            from hivetray.ui.status_window import StatusWindow
-
-            window = StatusWindow(self.pool.snapshot, self.paths.worker_log)
-            window.retry.connect(self.retry)
-            window.restart.connect(lambda role: self._spawn(self.pool.restart(role)))
-            window.stop.connect(lambda role: self._spawn(self.pool.stop_role(role)))
-            for event in self.pool.events.recent():
-                window.logs.events.add(event.to_dict())
-            self.status_window = window
-        self.status_window.present()
-
-    def show_settings(self) -> None:
-        from hivetray.ui.settings import SettingsDialog
-
-        if self.settings_dialog is None:
-            self.settings_dialog = SettingsDialog(self.paths, self.instance.config)
-            self.settings_dialog.saved.connect(self._apply_saved_config)
-        self.settings_dialog.load(self.instance.config)
-        self.settings_dialog.show()
-        self.settings_dialog.raise_()
-        self.settings_dialog.activateWindow()
-
-    def _apply_saved_config(self) -> None:
-        self._spawn(self.instance.cmd_reload({}, _no_reply))
-
-    def toggle_chat(self) -> None:
-        # the quick-chat window arrives with its own issue; until then say so, never silently
-        message = "The quick-chat window is not available in this build yet."
-        self.pool.events.emit(Event(EventKind.CONFIG, None, message, level="warning"))
-        if self.tray_available:
-            self.tray.icon.showMessage("Hivetray", message)
-
-    # -- rendering --------------------------------------------------------------------------------
-    def _on_event(self, event: Event) -> None:
-        if self.status_window is not None:
-            self.status_window.logs.events.add(event.to_dict())
-        if self.tray_available:
-            self.tray.notify(event)
-        if not self._refresh.isActive():
-            self._refresh.start()
-
-    def _repaint(self) -> None:
-        self.tray.update_health()
-        if self.status_window is not None and self.status_window.isVisible():
-            self.status_window.refresh()
-
-    def _install_signals(self) -> None:
-        """SIGINT/SIGTERM: graceful quit; a second one kills the workers and exits now."""
-        from hivetray.daemon import install_quit_signals
-
-        try:
-            install_quit_signals(asyncio.get_running_loop(), self.instance)
-        except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
-            log.info("signal handlers unavailable on this platform")
-
-
-async def _no_reply(_chunk: dict[str, Any]) -> None:
-    return None
+            sys.modules["ssl"] = saved  # type: ignore[assignment]

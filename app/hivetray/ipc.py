@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from hivetray.errors import HivetrayError, error_from_wire, error_to_wire
+from hivetray.probe import instance_alive
+
+__all__ = ["AlreadyRunning", "NoInstance", "Server", "call", "instance_alive", "request", "serve"]
 
 LINE_LIMIT = 64 * 2**20
 
@@ -31,19 +33,6 @@ class NoInstance(HivetrayError):
 
 def _encode(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, default=str) + "\n").encode()
-
-
-def instance_alive(path: Path) -> bool:
-    """True when something accepts connections on ``path``."""
-    if not path.exists():
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 class AlreadyRunning(HivetrayError):

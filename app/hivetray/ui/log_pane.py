@@ -85,6 +85,11 @@ class EventLogView(QWidget):
         self.events.append(event)
         self._pending.append(event)
 
+    def load(self, events: list[dict[str, Any]]) -> None:
+        """Many events at once (the history, when the window first opens): one repaint."""
+        self.events.extend(events)
+        self.rebuild()
+
     def matches(self, event: dict[str, Any]) -> bool:
         role = self.role_filter.currentText()
         if role != "all roles" and event.get("role") != role:

@@ -45,14 +45,14 @@ class TrayIcon(QObject):
     quit = Signal()
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]], clock: Callable[[], float],
-                 hotkey_label: Callable[[], str]) -> None:
+                 hotkey_label: Callable[[], str], icon: QSystemTrayIcon | None = None) -> None:
         super().__init__()
         self._snapshot = snapshot
         self._clock = clock
         self._hotkey_label = hotkey_label
         self._health: Health | None = None
         self._last_notified: dict[tuple[str | None, EventKind], float] = {}
-        self.icon = QSystemTrayIcon()
+        self.icon = icon or QSystemTrayIcon()  # shown early by the launcher, adopted here
         self.menu = QMenu()
         self.menu.aboutToShow.connect(self.rebuild_menu)
         self.icon.setContextMenu(self.menu)

@@ -1,0 +1,173 @@
+"""The desktop app once started: wires the instance (pool + socket) to the tray and windows.
+
+It owns no worker logic: it renders snapshots and events and turns the user's clicks into
+calls on the pool. Everything runs on the one qasync loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QSystemTrayIcon
+
+from hivetray import ipc
+from hivetray.config import LoadResult
+from hivetray.errors import HivetrayError
+from hivetray.instance import Instance, UiHooks
+from hivetray.paths import AppPaths
+from hivetray.pool.events import Event, EventKind
+from hivetray.ui.tray import TrayIcon
+
+log = logging.getLogger(__name__)
+
+
+class DesktopApp:
+    """Wires the instance and the widgets; owns no worker logic."""
+
+    def __init__(self, paths: AppPaths, loaded: LoadResult,
+                 early_icon: QSystemTrayIcon | None = None) -> None:
+
+        self.paths = paths
+        self.loaded = loaded
+        self.instance = Instance(paths, loaded.config, hooks=UiHooks(
+            toggle_chat=self.toggle_chat, show_status=self.show_status))
+        self.pool = self.instance.pool
+        self.status_window: Any = None
+        self.settings_dialog: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tray = TrayIcon(self.pool.snapshot, self.pool.clock.now,
+                             lambda: self.instance.config.hotkeys.quick_chat, early_icon)
+        self.tray_available = early_icon is not None or QSystemTrayIcon.isSystemTrayAvailable()
+        self._refresh = QTimer()
+        self._refresh.setSingleShot(True)
+        self._refresh.setInterval(100)  # coalesce bursts of events into one repaint
+        self._refresh.timeout.connect(self._repaint)
+        self._connect_tray()
+        self.pool.events.subscribe(self._on_event)
+
+    def _connect_tray(self) -> None:
+        tray = self.tray
+        tray.open_status.connect(self.show_status)
+        tray.open_quick_chat.connect(self.toggle_chat)
+        tray.open_settings.connect(self.show_settings)
+        tray.retry.connect(self.retry)
+        tray.restart.connect(lambda role: self._spawn(self.pool.restart(role)))
+        tray.stop.connect(lambda role: self._spawn(self.pool.stop_role(role)))
+        tray.pause_all.connect(lambda: self._spawn(self.pool.pause_all()))
+        tray.quit.connect(self.request_quit)
+
+    async def run(self) -> int:
+        if self.tray_available:
+            self.tray.show()
+            log.info("tray icon shown")
+        else:
+            log.warning("no system tray host is running; showing the status window instead")
+        try:
+            await self.instance.start()
+        except ipc.AlreadyRunning:
+            await ipc.call(self.paths.socket_path, "show")
+            await self.instance.close()
+            return 0
+        except HivetrayError as exc:
+            log.error("could not start: %s", exc)
+            await self.instance.close()
+            return 1
+        self._install_signals()
+        for warning in self.loaded.warnings:
+            self.pool.events.emit(Event(EventKind.CONFIG, None, warning, level="warning"))
+            if self.tray_available:
+                self.tray.icon.showMessage("Hivetray settings", warning)
+        if not self.tray_available:
+            self.show_status()
+            self.status_window.statusBar().showMessage(
+                "No system tray was found: Hivetray runs from this window (closing it hides it; "
+                "quit with `hivetray quit`).")
+        print(f"hivetray: running (pid {os.getpid()}), socket {self.paths.socket_path}",
+              flush=True)
+        await self.instance.quit_requested.wait()
+        await self.instance.close()
+        self.tray.icon.hide()
+        return 0
+
+    # -- intents --------------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            message = str(task.exception()).split("\n", 1)[0]
+            self.pool.events.emit(Event(EventKind.CONFIG, None, message, level="warning"))
+
+    def retry(self, role: str) -> None:
+        self.pool.retry(role)
+        self._repaint()
+
+    def request_quit(self) -> None:
+        self.instance.quit_requested.set()
+
+    def show_status(self) -> None:
+        if self.status_window is None:
+            from hivetray.ui.status_window import StatusWindow
+
+            window = StatusWindow(self.pool.snapshot, self.paths.worker_log)
+            window.retry.connect(self.retry)
+            window.restart.connect(lambda role: self._spawn(self.pool.restart(role)))
+            window.stop.connect(lambda role: self._spawn(self.pool.stop_role(role)))
+            window.logs.events.load([e.to_dict() for e in self.pool.events.recent()])
+            self.status_window = window
+        self.status_window.present()
+
+    def show_settings(self) -> None:
+        from hivetray.ui.settings import SettingsDialog
+
+        if self.settings_dialog is None:
+            self.settings_dialog = SettingsDialog(self.paths, self.instance.config)
+            self.settings_dialog.saved.connect(self._apply_saved_config)
+        self.settings_dialog.load(self.instance.config)
+        self.settings_dialog.show()
+        self.settings_dialog.raise_()
+        self.settings_dialog.activateWindow()
+
+    def _apply_saved_config(self) -> None:
+        self._spawn(self.instance.cmd_reload({}, _no_reply))
+
+    def toggle_chat(self) -> None:
+        # the quick-chat window arrives with its own issue; until then say so, never silently
+        message = "The quick-chat window is not available in this build yet."
+        self.pool.events.emit(Event(EventKind.CONFIG, None, message, level="warning"))
+        if self.tray_available:
+            self.tray.icon.showMessage("Hivetray", message)
+
+    # -- rendering --------------------------------------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        if self.status_window is not None:
+            self.status_window.logs.events.add(event.to_dict())
+        if self.tray_available:
+            self.tray.notify(event)
+        if not self._refresh.isActive():
+            self._refresh.start()
+
+    def _repaint(self) -> None:
+        self.tray.update_health()
+        if self.status_window is not None and self.status_window.isVisible():
+            self.status_window.refresh()
+
+    def _install_signals(self) -> None:
+        """SIGINT/SIGTERM: graceful quit; a second one kills the workers and exits now."""
+        from hivetray.daemon import install_quit_signals
+
+        try:
+            install_quit_signals(asyncio.get_running_loop(), self.instance)
+        except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
+            log.info("signal handlers unavailable on this platform")
+
+
+async def _no_reply(_chunk: dict[str, Any]) -> None:
+    return None
