@@ -17,11 +17,11 @@ from typing import Any
 from hivetray import ROLES, ipc
 from hivetray.config import Config, load_config
 from hivetray.errors import InvalidImage, InvalidRequest, PayloadTooLarge
+from hivetray.images import sniff_image_type
 from hivetray.models.builtin import with_builtin_chat
 from hivetray.paths import AppPaths
 from hivetray.pool import WorkerPool
 from hivetray.workers.spec import MAX_PAYLOAD_BYTES
-from hivetray.workers.vision import sniff_image_type
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from PIL import Image
 
 from hivetray.devtools import tinymodels
 from hivetray.errors import InvalidImage, ProjectorMismatch, ProjectorMissing
+from hivetray.images import sniff_image_type
 from hivetray.workers.runtime import RequestContext
 from hivetray.workers.spec import WorkerSpec
-from hivetray.workers.vision import VisionHandler, prepare_image, sniff_image_type
+from hivetray.workers.vision import VisionHandler, prepare_image
 
 
 def encode(fmt: str, size: tuple[int, int] = (40, 30), mode: str = "RGB") -> bytes:

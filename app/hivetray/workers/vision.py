@@ -31,25 +31,6 @@ MAX_IMAGE_SIDE = 2048
 #: Pillow refuses images with more pixels than this (decompression bombs)
 MAX_IMAGE_PIXELS = 100_000_000
 
-_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "png"), (b"\xff\xd8\xff", 0, "jpeg"), (b"GIF87a", 0, "gif"),
-    (b"GIF89a", 0, "gif"), (b"BM", 0, "bmp"), (b"WEBP", 8, "webp"),
-)
-
-
-def sniff_image_type(data: bytes) -> str | None:
-    """The image format from its first bytes (PNG, JPEG, GIF, BMP, WebP), else None.
-
-    Cheap and dependency-free, so the instance can refuse a non-image before any worker runs.
-    """
-    for magic, offset, kind in _SIGNATURES:
-        if data[offset:offset + len(magic)] == magic:
-            if kind == "webp" and data[:4] != b"RIFF":
-                continue
-            return kind
-    return None
-
-
 def prepare_image(name: str, data: bytes, max_side: int = MAX_IMAGE_SIDE) -> bytes:
     """Decode ``data`` fully, flatten to RGB, downscale past ``max_side``; return PNG bytes."""
     from PIL import Image, UnidentifiedImageError
