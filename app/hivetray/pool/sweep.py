@@ -63,6 +63,7 @@ class WorkerRecord:
         for proc in victims:
             try:
                 proc.terminate()
+                proc.resume()  # a stopped leftover acts on SIGTERM only once continued
             except psutil.Error:
                 pass
         _gone, alive = psutil.wait_procs(victims, timeout=grace_s)
