@@ -17,9 +17,12 @@ from PySide6.QtWidgets import QSystemTrayIcon
 from hivetray import ipc
 from hivetray.config import LoadResult
 from hivetray.errors import HivetrayError
+from hivetray.history import History
 from hivetray.instance import Instance, UiHooks
 from hivetray.paths import AppPaths
 from hivetray.pool.events import Event, EventKind
+from hivetray.ui.chat_session import ChatSession
+from hivetray.ui.quick_chat import QuickChatWindow
 from hivetray.ui.tray import TrayIcon
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,20 @@ class DesktopApp:
         self._refresh.timeout.connect(self._repaint)
         self._connect_tray()
         self.pool.events.subscribe(self._on_event)
+        self.quick_chat = self._build_quick_chat()
+
+    def _build_quick_chat(self) -> QuickChatWindow:
+        """Built now and kept hidden, so the hotkey only has to show it."""
+        self.history = History(self.paths.history_db)
+        session = ChatSession(self.pool.stream, self.history)
+        window = QuickChatWindow(session)
+        window.retry.connect(self.retry)
+        window.open_settings.connect(self.show_settings)
+        if self.history.notice:
+            window.show_banner(self.history.notice)
+            self.pool.events.emit(Event(EventKind.CONFIG, None, self.history.notice,
+                                        level="warning"))
+        return window
 
     def _connect_tray(self) -> None:
         tray = self.tray
@@ -89,7 +106,9 @@ class DesktopApp:
         print(f"hivetray: running (pid {os.getpid()}), socket {self.paths.socket_path}",
               flush=True)
         await self.instance.quit_requested.wait()
+        self.quick_chat.session.stop()
         await self.instance.close()
+        self.history.close()
         self.tray.icon.hide()
         return 0
 
@@ -139,11 +158,17 @@ class DesktopApp:
         self._spawn(self.instance.cmd_reload({}, _no_reply))
 
     def toggle_chat(self) -> None:
-        # the quick-chat window arrives with its own issue; until then say so, never silently
-        message = "The quick-chat window is not available in this build yet."
-        self.pool.events.emit(Event(EventKind.CONFIG, None, message, level="warning"))
-        if self.tray_available:
-            self.tray.icon.showMessage("Hivetray", message)
+        """The hotkey / tray / `hivetray toggle-chat`: show or hide, and pre-warm the model."""
+        self.quick_chat.toggle()
+        if self.quick_chat.isVisible():
+            self.quick_chat.update_roles(self.pool.snapshot()["roles"])
+            self._spawn(self._prewarm())
+
+    async def _prewarm(self) -> None:
+        try:
+            await self.pool.ensure_started("chat")
+        except HivetrayError:
+            pass  # the window's banner shows the role's state (error, cooldown, no model)
 
     # -- rendering --------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -156,6 +181,8 @@ class DesktopApp:
 
     def _repaint(self) -> None:
         self.tray.update_health()
+        if self.quick_chat.isVisible():
+            self.quick_chat.update_roles(self.pool.snapshot()["roles"])
         if self.status_window is not None and self.status_window.isVisible():
             self.status_window.refresh()
 

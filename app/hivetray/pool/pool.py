@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import psutil
@@ -72,7 +72,7 @@ class WorkerPool:
 
     # -- requests ---------------------------------------------------------------------------
     async def stream(self, role: str, method: str,
-                     params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+                     params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         async with contextlib.aclosing(self.role(role).stream(method, params)) as chunks:
             async for chunk in chunks:
                 yield chunk

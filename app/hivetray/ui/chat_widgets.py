@@ -1,0 +1,190 @@
+"""Pieces of the quick-chat window: the input box, one message bubble, the image attachment."""
+
+from __future__ import annotations
+
+import re
+
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QImage, QKeyEvent, QPixmap
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hivetray.images import sniff_image_type
+
+_CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_LONG_RUN = re.compile(r"\S{40,}")
+_FENCE = re.compile(r"(```.*?(?:```|\Z))", re.DOTALL)
+
+
+def soft_wrap(markdown: str) -> str:
+    """Let very long unbroken runs wrap (zero-width spaces), outside code blocks only.
+
+    Only for display: copying uses the original text.
+    """
+    def breakable(match: re.Match[str]) -> str:
+        run = match.group(0)
+        return "\u200b".join(run[i:i + 20] for i in range(0, len(run), 20))
+
+    parts = _FENCE.split(markdown)
+    return "".join(part if part.startswith("```") else _LONG_RUN.sub(breakable, part)
+                   for part in parts)
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The contents of fenced code blocks (an unclosed one at the end counts while streaming)."""
+    return [m.group(1).rstrip("\n") for m in _CODE_BLOCK.finditer(markdown)]
+
+
+def image_to_png(image: QImage) -> bytes:
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, b"PNG")  # type: ignore[call-overload]
+    return bytes(buffer.data().data())
+
+
+class ChatInput(QPlainTextEdit):
+    """Enter sends, Shift+Enter is a new line; pasted image data becomes an attachment."""
+
+    submit = Signal()
+    image_pasted = Signal(str, bytes)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setPlaceholderText("Ask anything…  (Enter sends, Shift+Enter new line, Esc stops or "
+                                "hides, Ctrl+V pastes an image)")
+        self.setTabChangesFocus(True)
+        self.setMaximumHeight(110)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+                event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+            self.submit.emit()
+            return
+        super().keyPressEvent(event)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return source.hasImage() or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        if source.hasImage():
+            image = QImage(source.imageData())
+            if not image.isNull():
+                self.image_pasted.emit("pasted image.png", image_to_png(image))
+                return
+        super().insertFromMimeData(source)
+
+
+class MessageView(QFrame):
+    """One message, rendered as Markdown (code blocks, lists); the reply's text grows in place."""
+
+    def __init__(self, role: str, text: str = "", image: bytes | None = None) -> None:
+        super().__init__()
+        self.role = role
+        self.markdown = text
+        self.setObjectName("userMessage" if role == "user" else "assistantMessage")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        if image:
+            thumb = QLabel()
+            pixmap = QPixmap()
+            pixmap.loadFromData(QByteArray(image))
+            thumb.setPixmap(pixmap.scaled(160, 120, Qt.AspectRatioMode.KeepAspectRatio,
+                                          Qt.TransformationMode.SmoothTransformation))
+            layout.addWidget(thumb)
+        self.body = QLabel()
+        self.body.setTextFormat(Qt.TextFormat.MarkdownText)
+        self.body.setWordWrap(True)
+        self.body.setOpenExternalLinks(True)
+        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                          | Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        self.body.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        layout.addWidget(self.body)
+        self.status = QLabel()
+        self.status.setObjectName("messageStatus")
+        self.status.hide()
+        layout.addWidget(self.status)
+        if role == "assistant":
+            actions = QHBoxLayout()
+            actions.addStretch(1)
+            self.copy_code = QPushButton("Copy code")
+            self.copy_code.clicked.connect(self._copy_code)
+            self.copy_code.hide()
+            copy = QPushButton("Copy")
+            copy.setToolTip("Copy this reply as Markdown")
+            copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.markdown))
+            actions.addWidget(self.copy_code)
+            actions.addWidget(copy)
+            layout.addLayout(actions)
+        self.repaint_text()
+
+    def append(self, piece: str) -> None:
+        """Cheap: the text grows; the window repaints at most once per frame."""
+        self.markdown += piece
+
+    def repaint_text(self) -> None:
+        self.body.setText(soft_wrap(self.markdown) or "…")
+        if self.role == "assistant":
+            self.copy_code.setVisible(bool(code_blocks(self.markdown)))
+
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setVisible(bool(text))
+
+    def _copy_code(self) -> None:
+        QGuiApplication.clipboard().setText("\n\n".join(code_blocks(self.markdown)))
+
+
+class Attachment(QWidget):
+    """The image waiting to be sent: a thumbnail and a remove button."""
+
+    changed = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name: str | None = None
+        self.data: bytes | None = None
+        self.thumb = QLabel()
+        self.label = QLabel()
+        remove = QPushButton("Remove")
+        remove.clicked.connect(self.clear)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.thumb)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(remove)
+        self.hide()
+
+    def set_image(self, name: str, data: bytes) -> str | None:
+        """Attach ``data``; returns a message when it is not an image we can send."""
+        if sniff_image_type(data) is None:
+            return f"{name} is not an image (PNG, JPEG, WebP, GIF or BMP)"
+        pixmap = QPixmap()
+        pixmap.loadFromData(QByteArray(data))
+        self.thumb.setPixmap(pixmap.scaled(64, 64, Qt.AspectRatioMode.KeepAspectRatio,
+                                           Qt.TransformationMode.SmoothTransformation))
+        self.name, self.data = name, data
+        self.label.setText(f"{name} — {len(data) / 1024:.0f} KiB, goes to the vision model")
+        self.show()
+        self.changed.emit()
+        return None
+
+    def take(self) -> tuple[str, bytes] | None:
+        if self.data is None or self.name is None:
+            return None
+        image = (self.name, self.data)
+        self.clear()
+        return image
+
+    def clear(self) -> None:
+        self.name = self.data = None
+        self.hide()
+        self.changed.emit()
