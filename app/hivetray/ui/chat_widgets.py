@@ -46,7 +46,7 @@ def code_blocks(markdown: str) -> list[str]:
 def image_to_png(image: QImage) -> bytes:
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, b"PNG")  # type: ignore[call-overload]
+    image.save(buffer, "PNG")  # type: ignore[call-overload]  # the stub says bytes; str works
     return bytes(buffer.data().data())
 
 
