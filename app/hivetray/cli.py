@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from hivetray import ROLES, __version__, cli_models, ipc
+from hivetray import ROLES, __version__, cli_models, ipc, selftest
 from hivetray.config import load_config
 from hivetray.errors import HivetrayError, PayloadTooLarge
 from hivetray.instance import Instance, chat_params, wire_image
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("query", metavar="QUERY")
     rerank.add_argument("documents", nargs="+", metavar="DOC")
     cli_models.add_parser(sub)
+    selftest.add_parser(sub)
     for name, text in (("retry", "reset the breaker or the error of ROLE"),
                        ("restart", "stop and start ROLE's worker"),
                        ("stop", "stop ROLE's worker (it starts again on next use)")):
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return show_logs(paths, args.role, args.follow)
         if command == "models":
             return cli_models.run(paths, args)
+        if command == "self-test":
+            return selftest.run(paths, args)
         runner = COMMANDS[command]
         return int(asyncio.run(runner(paths, args)))
     except KeyboardInterrupt:
