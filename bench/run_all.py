@@ -23,6 +23,7 @@ BENCHES: dict[str, tuple[str, float]] = {  # name → (script, timeout in second
     "quit_time": ("quit_time.py", 180),
     "idle_death": ("idle_death.py", 120),
     "stream": ("stream.py", 300),
+    "stop_latency": ("stop_latency.py", 120),
     "tray_start": ("tray_start.py", 180),
     "loop_lag": ("loop_lag.py", 180),
 }
