@@ -34,6 +34,7 @@ from hivetray.pool.clock import Clock
 from hivetray.pool.events import Event, EventKind, EventLog
 from hivetray.pool.logtail import read_tail
 from hivetray.pool.requests import InFlight, PendingRequest
+from hivetray.pool.shutdown import Timing, stop_worker
 from hivetray.pool.states import RoleState, is_legal
 from hivetray.pool.transport import Spawner, WorkerLink
 from hivetray.workers.spec import WorkerSpec
@@ -56,14 +57,6 @@ class Usage:
     completion_tokens: int = 0
     tokens_per_s: float | None = None
     load_s: float | None = None
-
-
-@dataclass
-class Timing:
-    """How long a stop may take at each step of the escalation."""
-
-    grace_s: float = 5.0
-    term_s: float = 5.0
 
 
 class RoleSupervisor:
@@ -388,20 +381,12 @@ class RoleSupervisor:
         self.in_flight.fail_all(RequestCancelled(f"the {self.name} worker was stopped ({reason})"))
         link, exit_future = self.link, self._exit_future
         if link is not None and exit_future is not None:
-            link.send_control({"op": "shutdown"})
-            steps: list[tuple[str, Callable[[], None], float | None]] = [
-                ("SIGTERM", link.terminate, self.timing.term_s),
-                ("SIGKILL", link.kill, None),
-            ]
-            waited = await _wait(exit_future, self.timing.grace_s)
-            for name, send_signal, timeout in steps:
-                if waited:
-                    break
-                self._emit(EventKind.ESCALATE, f"{self.name}: worker did not exit; sending "
-                           f"{name}", {"signal": name}, level="warning")
-                send_signal()
-                waited = await _wait(exit_future, timeout)
+            await stop_worker(link, exit_future, self.timing, self._escalating)
         self._set_state(S.STOPPED, reason)
+
+    def _escalating(self, signal_name: str) -> None:
+        self._emit(EventKind.ESCALATE, f"{self.name}: worker did not exit; sending "
+                   f"{signal_name}", {"signal": signal_name}, level="warning")
 
     def reconfigure(self, config: RoleConfig) -> asyncio.Task[None] | None:
         """Apply new settings; a changed model means the worker is released and respawned."""
@@ -428,15 +413,6 @@ class RoleSupervisor:
             self._set_state(S.STOPPED, "model set")
         if self.config.pinned and self.state is S.STOPPED and not self.closed:
             self.begin_start()
-
-
-async def _wait(future: asyncio.Future[Any], timeout: float | None) -> bool:
-    """Wait for ``future`` without ever cancelling it; True when it completed."""
-    try:
-        await asyncio.wait_for(asyncio.shield(future), timeout)
-    except TimeoutError:
-        return False
-    return True
 
 
 def _telling_line(tail: str) -> str:
