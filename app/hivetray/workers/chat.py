@@ -58,16 +58,19 @@ class ChatHandler:
 def stream_chat(llm: Any, messages: list[dict[str, Any]], params: dict[str, Any],
                 ctx: RequestContext) -> dict[str, Any]:
     """Run one streamed chat completion; shared by the chat and vision roles."""
-    from llama_cpp import LogitsProcessorList
-
     counts = {"prompt": 0, "completion": 0}
+    sample = llm.sample
 
-    def count_tokens(input_ids: Any, scores: Any) -> Any:
-        # called once before each sampled token: the first call sees exactly the prompt
+    def counting_sample(*args: Any, **kwargs: Any) -> Any:
+        # Llama.generate calls self.sample once per token; at the first call everything
+        # evaluated so far is the prompt. (A logits_processor would count too, but it builds a
+        # numpy view of the whole vocabulary per token: a measurable cost on fast models.)
         if counts["completion"] == 0:
-            counts["prompt"] = len(input_ids)
+            counts["prompt"] = int(llm.n_tokens)
         counts["completion"] += 1
-        return scores
+        return sample(*args, **kwargs)
+
+    llm.sample = counting_sample
 
     started = time.perf_counter()
     first_token_at: float | None = None
@@ -81,9 +84,11 @@ def stream_chat(llm: Any, messages: list[dict[str, Any]], params: dict[str, Any]
             max_tokens=int(params.get("max_tokens") or 512),
             temperature=float(params.get("temperature", 0.7)),
             stream=True,
-            logits_processor=LogitsProcessorList([count_tokens]),
         )
         for chunk in stream:
+            if ctx.is_cancelled():
+                stream.close()
+                break
             choice = chunk["choices"][0]
             text = choice.get("delta", {}).get("content") or ""
             if choice.get("finish_reason"):
@@ -101,14 +106,13 @@ def stream_chat(llm: Any, messages: list[dict[str, Any]], params: dict[str, Any]
                 pending.clear()
                 pending_tokens = 0
                 last_flush = now
-            if ctx.is_cancelled():
-                stream.close()
-                break
     except ValueError as exc:
         match = _OVERFLOW.search(str(exc))
         if match:
             raise ContextOverflow(int(match.group(1)), int(match.group(2))) from exc
         raise
+    finally:
+        del llm.sample  # back to the class's method
     if pending:
         ctx.emit({"text": "".join(pending)})
     elapsed = time.perf_counter() - (first_token_at or started)
