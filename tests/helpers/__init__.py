@@ -2,4 +2,5 @@
 
 import pytest
 
-pytest.register_assert_rewrite("tests.helpers.realpool", "tests.helpers.waiting")
+pytest.register_assert_rewrite("tests.helpers.realpool", "tests.helpers.waiting",
+                               "tests.helpers.x11")
