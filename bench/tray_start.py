@@ -12,6 +12,10 @@ Hivetray runs ``python -m hivetray`` with a config naming the tiny chat model (n
 request is made). The baseline is a minimal ``QApplication`` + ``QSystemTrayIcon`` with an icon.
 Runs alternate (the order flips every pair), one discarded warm-up each, N=5 by default.
 Targets: start ≤ 1.5× and RSS ≤ 1.3× the bare icon (medians).
+
+``--exe dist/hivetray/hivetray`` adds a third candidate, ``hivetray_frozen``: the packaged
+(PyInstaller one-dir) executable, measured the same way (``--exe`` may be given more than once,
+e.g. an AppImage as well; each is named after its file).
 """
 
 from __future__ import annotations
@@ -58,6 +62,15 @@ COMMANDS = {"hivetray": [sys.executable, "-m", "hivetray"],
             "bare_pyside6": [sys.executable, "-c", BARE_TRAY]}
 
 
+def add_executables(paths: list[str]) -> None:
+    """Measure packaged executables too (``--exe``), named ``hivetray_frozen`` and so on."""
+    for n, path in enumerate(paths):
+        exe = Path(path).resolve()
+        if not exe.is_file():
+            raise SystemExit(f"--exe {path}: no such file")
+        COMMANDS["hivetray_frozen" if n == 0 else f"hivetray_exe_{exe.name}"] = [str(exe)]
+
+
 def one_run(kind: str, session: XSession, panel: Win, log_dir: Path) -> dict[str, float]:
     err = log_dir / f"{kind}-{time.monotonic_ns()}.err"
     with open(err, "wb") as stderr:
@@ -78,14 +91,17 @@ def one_run(kind: str, session: XSession, panel: Win, log_dir: Path) -> dict[str
                 "uss_mib": round(mem.uss / 2**20, 2)}
     finally:
         code = stop_process(proc, grace=10)
-        if kind == "hivetray" and code != 0:
+        if kind.startswith("hivetray") and code != 0:
             log(f"hivetray exited {code} on SIGTERM")
 
 
 def main() -> None:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5, help="measured runs per candidate")
+    parser.add_argument("--exe", action="append", default=[], metavar="PATH",
+                        help="also measure a packaged executable (PyInstaller one-dir, AppImage)")
     args = parser.parse_args()
+    add_executables(args.exe)
     if missing := missing_x_tools():
         raise SystemExit(f"tray_start needs {', '.join(missing)} (Debian: xvfb trayer xdotool "
                          "x11-utils)")
@@ -114,6 +130,11 @@ def main() -> None:
     start_ratio = medians["hivetray"]["start_ms"] / medians["bare_pyside6"]["start_ms"]
     rss_ratio = medians["hivetray"]["rss_mib"] / medians["bare_pyside6"]["rss_mib"]
     result["ratios"] = {"start": round(start_ratio, 3), "rss": round(rss_ratio, 3)}
+    for kind in COMMANDS:
+        if kind.startswith("hivetray_"):
+            result["ratios"][kind] = {
+                "start": round(medians[kind]["start_ms"] / medians["bare_pyside6"]["start_ms"], 3),
+                "rss": round(medians[kind]["rss_mib"] / medians["bare_pyside6"]["rss_mib"], 3)}
     result["targets"] = {"start": TARGET_START_RATIO, "rss": TARGET_RSS_RATIO}
     result["meets_target"] = {"start": start_ratio <= TARGET_START_RATIO,
                               "rss": rss_ratio <= TARGET_RSS_RATIO}
