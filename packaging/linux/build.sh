@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Build Hivetray's Linux packages from this checkout:
+#
+#   dist/hivetray/hivetray                 PyInstaller one-dir build (runs without Python)
+#   dist/hivetray_<version>_<arch>.deb     Debian/Ubuntu package (/usr/lib/hivetray, /usr/bin/hivetray)
+#   dist/Hivetray-<version>-<arch>.AppImage  one file, runs on most distributions
+#
+# usage: packaging/linux/build.sh [--reuse-onedir] [--no-deb] [--no-appimage]
+#   --reuse-onedir   keep an existing dist/hivetray (skip PyInstaller)
+#
+# Needs: the project's virtualenv (scripts/dev setup; HIVETRAY_VENV to use another) with
+# llama-cpp-python built with CMAKE_ARGS="-DGGML_NATIVE=OFF" (checked), and the Debian packages
+# dpkg-dev, squashfs-tools, gcc, libsquashfuse-dev and static decompressors (installed with apt
+# when missing). Nothing is downloaded except from the package registries.
+# Figures (build time, sizes) go to dist/build-info.json.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+VENV="${HIVETRAY_VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+DIST="$ROOT/dist"
+WORK="$ROOT/build/linux"
+
+REUSE=0 DEB=1 APPIMAGE=1
+for arg in "$@"; do
+  case "$arg" in
+    --reuse-onedir) REUSE=1 ;;
+    --no-deb) DEB=0 ;;
+    --no-appimage) APPIMAGE=0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "build.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "==> $*"; }
+fail() { echo "build.sh: $*" >&2; exit 1; }
+now() { date +%s.%N; }
+secs() { python3 -c "print(round($2 - $1, 1))"; }
+
+# -- tools ------------------------------------------------------------------------------------------
+DEBS=(dpkg-dev squashfs-tools gcc libc6-dev libsquashfuse-dev zlib1g-dev liblzma-dev liblzo2-dev
+      liblz4-dev libzstd-dev binutils file desktop-file-utils)
+ensure_tools() {
+  command -v dpkg-query >/dev/null 2>&1 || fail "this script builds on Debian/Ubuntu (dpkg, apt)"
+  local missing=()
+  for pkg in "${DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  say "installing build tools: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+ensure_python() {
+  [ -x "$PY" ] || fail "no virtualenv at $VENV: run scripts/dev setup first"
+  if ! "$PY" -c "import PyInstaller" 2>/dev/null; then
+    say "installing the 'package' extra (PyInstaller) into $VENV"
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$VENV/bin/pip" install -q -e ".[package]"
+  fi
+  # a llama.cpp built for this machine's CPU (GGML_NATIVE=ON) would crash with SIGILL elsewhere
+  local info
+  info=$("$PY" -c "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())")
+  if grep -Eq "AVX512|AVX_VNNI|AMX|AVX512_BF16" <<<"$info"; then
+    fail "llama-cpp-python was built for this CPU ($info). Packaged builds need portable code:
+  CMAKE_ARGS=-DGGML_NATIVE=OFF $VENV/bin/pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python"
+  fi
+}
+
+# -- one-dir ------------------------------------------------------------------------------------------
+build_onedir() {
+  if [ "$REUSE" -eq 1 ] && [ -x "$DIST/hivetray/hivetray" ]; then
+    say "reusing $DIST/hivetray"
+    return 0
+  fi
+  say "PyInstaller one-dir build -> dist/hivetray/ (about a minute)"
+  rm -rf "$DIST/hivetray"
+  "$PY" -m PyInstaller --noconfirm --clean --log-level WARN --distpath "$DIST" \
+    --workpath "$ROOT/build/pyinstaller" packaging/hivetray.spec 2>&1 \
+    | grep -v -E "WARNING: Library (ole32|shell32|ntdll|user32|kernel32)|Ignoring icon" || true
+  [ -x "$DIST/hivetray/hivetray" ] || fail "PyInstaller produced no dist/hivetray/hivetray"
+  "$DIST/hivetray/hivetray" --version >/dev/null || fail "the frozen executable does not start"
+}
+
+# -- shared metadata --------------------------------------------------------------------------------
+VERSION=$("$PY" -c "import sys; sys.path.insert(0, 'app'); import hivetray; print(hivetray.__version__)" 2>/dev/null || true)
+ARCH_DEB=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+ARCH_UNAME=$(uname -m)
+
+# the newest glibc symbol version any bundled ELF file needs: the .deb's libc6 dependency
+glibc_floor() {
+  find "$DIST/hivetray" -type f \( -name "*.so*" -o -name hivetray \) -print0 \
+    | xargs -0 objdump -T 2>/dev/null | grep -o "GLIBC_[0-9.]*" | sort -u -V | tail -1 \
+    | sed 's/GLIBC_//'
+}
+
+install_icons() {  # $1 = prefix (…/usr)
+  local size
+  for size in 16 22 24 32 48 64 128 256 512; do
+    install -Dm644 "resources/icons/hivetray-$size.png" \
+      "$1/share/icons/hicolor/${size}x${size}/apps/hivetray.png"
+  done
+  install -Dm644 resources/icons/hivetray.svg "$1/share/icons/hicolor/scalable/apps/hivetray.svg"
+  install -Dm644 resources/hivetray.desktop "$1/share/applications/hivetray.desktop"
+}
+
+# -- .deb ---------------------------------------------------------------------------------------------
+# Runtime dependencies: glibc, the GL/EGL and X client libraries Qt's xcb platform plugin links to
+# (PyInstaller leaves libxcb, libGL and libEGL to the system; the xcb helper libraries are declared
+# as well so the system's copies match its libxcb), fontconfig and D-Bus (tray over
+# StatusNotifierItem). Wayland client libraries are recommended: only the wayland platform uses them.
+DEB_DEPENDS="libxcb1, libxcb-cursor0, libxkbcommon-x11-0, libxkbcommon0, libxcb-icccm4, libxcb-keysyms1, libxcb-image0, libxcb-render-util0, libxcb-xinerama0, libxcb-shape0, libxcb-randr0, libxcb-xfixes0, libxcb-sync1, libxcb-xkb1, libx11-6, libx11-xcb1, libegl1, libgl1, libfontconfig1, libfreetype6, libdbus-1-3"
+DEB_RECOMMENDS="libwayland-client0, libwayland-cursor0, libwayland-egl1"
+
+build_deb() {
+  local pkg="$WORK/deb" glibc size out
+  say "Debian package"
+  rm -rf "$pkg"
+  mkdir -p "$pkg/DEBIAN" "$pkg/usr/lib" "$pkg/usr/bin" "$pkg/usr/share/doc/hivetray"
+  cp -a "$DIST/hivetray" "$pkg/usr/lib/hivetray"
+  ln -s ../lib/hivetray/hivetray "$pkg/usr/bin/hivetray"
+  install_icons "$pkg/usr"
+  cat > "$pkg/usr/share/doc/hivetray/copyright" <<EOF
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: hivetray
+License: MIT
+Comment: Hivetray bundles Python $("$PY" -c 'import platform; print(platform.python_version())'),
+ Qt/PySide6 (LGPL-3.0), llama.cpp (MIT) and other libraries in /usr/lib/hivetray;
+ their licences are listed in their .dist-info folders there.
+EOF
+  glibc=$(glibc_floor)
+  size=$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
+  cat > "$pkg/DEBIAN/control" <<EOF
+Package: hivetray
+Version: $VERSION
+Architecture: $ARCH_DEB
+Maintainer: Hivetray maintainers <hivetray@users.noreply.invalid>
+Installed-Size: $size
+Depends: libc6 (>= ${glibc:-2.31}), $DEB_DEPENDS
+Recommends: $DEB_RECOMMENDS
+Section: utils
+Priority: optional
+Homepage: https://hivetray.invalid/
+Description: keep local llama.cpp AI models warm, healthy and cheap
+ Hivetray is a tray application that supervises one llama.cpp worker process
+ per role (chat, vision, embeddings, reranking): lazy start, health pings,
+ idle reaping, crash budget with a circuit breaker, and never an orphan.
+ A quick-chat window opens on a global hotkey. Everything works offline.
+ .
+ This package bundles its own Python runtime and libraries (PyInstaller).
+EOF
+  # refresh menus and icon caches where the tools exist; never fail the install over them
+  cat > "$pkg/DEBIAN/postinst" <<'EOF'
+#!/bin/sh
+set -e
+if [ "$1" = "configure" ]; then
+  command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q /usr/share/applications || true
+  command -v gtk-update-icon-cache >/dev/null 2>&1 && gtk-update-icon-cache -q -t /usr/share/icons/hicolor || true
+fi
+exit 0
+EOF
+  # removing the package: ask a running instance (of any user) to quit, so no worker outlives it
+  cat > "$pkg/DEBIAN/prerm" <<'EOF'
+#!/bin/sh
+set -e
+if [ "$1" = "remove" ] || [ "$1" = "upgrade" ]; then
+  for pid in $(pgrep -x hivetray 2>/dev/null || true); do
+    user=$(ps -o user= -p "$pid" 2>/dev/null || true)
+    [ -n "$user" ] || continue
+    if [ "$(id -un)" = "$user" ]; then
+      timeout 15 /usr/lib/hivetray/hivetray quit >/dev/null 2>&1 || true
+    elif command -v runuser >/dev/null 2>&1; then
+      timeout 15 runuser -u "$user" -- /usr/lib/hivetray/hivetray quit >/dev/null 2>&1 || true
+    fi
+  done
+fi
+exit 0
+EOF
+  cat > "$pkg/DEBIAN/postrm" <<'EOF'
+#!/bin/sh
+set -e
+command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q /usr/share/applications || true
+exit 0
+EOF
+  chmod 0755 "$pkg/DEBIAN/postinst" "$pkg/DEBIAN/prerm" "$pkg/DEBIAN/postrm"
+  out="$DIST/hivetray_${VERSION}_${ARCH_DEB}.deb"
+  rm -f "$out"
+  dpkg-deb --root-owner-group -Zxz -z6 --build "$pkg" "$out" >/dev/null
+  say "built $out ($(du -h "$out" | cut -f1))"
+}
+
+# -- AppImage -----------------------------------------------------------------------------------------
+build_runtime() {
+  local out="$WORK/appimage-runtime"
+  say "AppImage runtime (packaging/linux/appimage/runtime.c, static squashfuse + decompressors)"
+  mkdir -p "$WORK"
+  gcc -O2 -Wall -Wextra -o "$out" packaging/linux/appimage/runtime.c \
+    -I/usr/include/squashfuse \
+    -Wl,-Bstatic -lsquashfuse -lzstd -llz4 -llzma -llzo2 -lz -Wl,-Bdynamic
+  strip "$out"
+  # the AppImage type-2 magic: "AI" and the type byte 2 at offset 8 of the ELF header
+  printf 'AI\002' | dd of="$out" bs=1 seek=8 count=3 conv=notrunc status=none
+  RUNTIME="$out"
+}
+
+build_appimage() {
+  local appdir="$WORK/Hivetray.AppDir" image="$WORK/hivetray.squashfs" out
+  build_runtime
+  say "AppDir + squashfs (zstd)"
+  rm -rf "$appdir" "$image"
+  mkdir -p "$appdir/usr/lib"
+  cp -a "$DIST/hivetray" "$appdir/usr/lib/hivetray"
+  install_icons "$appdir/usr"
+  install -m755 packaging/linux/AppRun "$appdir/AppRun"
+  cp resources/hivetray.desktop "$appdir/hivetray.desktop"
+  cp resources/icons/hivetray-256.png "$appdir/hivetray.png"
+  ln -s hivetray.png "$appdir/.DirIcon"
+  desktop-file-validate "$appdir/hivetray.desktop"
+  mksquashfs "$appdir" "$image" -root-owned -noappend -comp zstd -Xcompression-level 15 \
+    -b 1M -quiet -no-progress >/dev/null
+  out="$DIST/Hivetray-${VERSION}-${ARCH_UNAME}.AppImage"
+  cat "$RUNTIME" "$image" > "$out"
+  chmod 0755 "$out"
+  [ "$("$out" --appimage-offset)" = "$(stat -c %s "$RUNTIME")" ] \
+    || fail "the AppImage's squashfs offset does not match its runtime's size"
+  say "built $out ($(du -h "$out" | cut -f1))"
+}
+
+# -- main -------------------------------------------------------------------------------------------
+T0=$(now)
+ensure_tools
+ensure_python
+[ -n "$VERSION" ] || fail "cannot read hivetray.__version__"
+mkdir -p "$DIST" "$WORK"
+build_onedir
+T1=$(now)
+[ "$DEB" -eq 1 ] && build_deb
+T2=$(now)
+[ "$APPIMAGE" -eq 1 ] && build_appimage
+T3=$(now)
+
+deb_file="$DIST/hivetray_${VERSION}_${ARCH_DEB}.deb"
+app_file="$DIST/Hivetray-${VERSION}-${ARCH_UNAME}.AppImage"
+bytes() { if [ -f "$1" ]; then stat -c %s "$1"; else echo null; fi; }
+cat > "$DIST/build-info.json" <<EOF
+{"version": "$VERSION", "arch": "$ARCH_DEB",
+ "seconds": {"total": $(secs "$T0" "$T3"), "onedir": $(secs "$T0" "$T1"), "deb": $(secs "$T1" "$T2"), "appimage": $(secs "$T2" "$T3")},
+ "onedir_bytes": $(du -sb "$DIST/hivetray" | cut -f1), "deb_bytes": $(bytes "$deb_file"), "appimage_bytes": $(bytes "$app_file")}
+EOF
+say "done in $(secs "$T0" "$T3") s: $(tr -d '\n' < "$DIST/build-info.json")"
