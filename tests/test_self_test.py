@@ -196,3 +196,17 @@ def test_the_generated_png_is_a_real_image() -> None:
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "PNG" and image.size == (32, 32) and image.mode == "RGB"
         image.load()
+
+
+def test_start_at_login_names_the_appimage_not_its_extracted_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hivetray import autostart
+
+    image = tmp_path / "Hivetray-x86_64.AppImage"
+    image.write_bytes(b"\x7fELF")
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "cache" / "usr/lib/hivetray/hivetray"))
+    monkeypatch.setenv("APPIMAGE", str(image))
+    assert autostart.launch_command() == [str(image)]
+    monkeypatch.delenv("APPIMAGE")
+    assert autostart.launch_command() == [sys.executable]

@@ -12,8 +12,19 @@ APP_ID = "hivetray"
 
 
 def launch_command() -> list[str]:
-    """How to start this Hivetray: the frozen executable, or this Python with ``-m``."""
+    """How to start this Hivetray: the frozen executable, or this Python with ``-m``.
+
+    Packaged builds: an AppImage is started through its file (``$APPIMAGE``), not through the
+    extracted copy in the cache, which an update or a cache clean-up removes; on Windows the
+    windowed ``hivetrayw.exe`` beside the console ``hivetray.exe``, so no console opens at login.
+    """
     if getattr(sys, "frozen", False):
+        appimage = os.environ.get("APPIMAGE")
+        if appimage and os.path.isfile(appimage):
+            return [appimage]
+        windowed = Path(sys.executable).with_name("hivetrayw.exe")
+        if sys.platform == "win32" and windowed.is_file():
+            return [str(windowed)]
         return [sys.executable]
     return [sys.executable, "-m", "hivetray"]
 
