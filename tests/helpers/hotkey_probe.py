@@ -7,7 +7,8 @@ platform), registers ``SEQ`` through :class:`HotkeyManager` and prints one JSON 
 * ``{"event": "activated", "t": <CLOCK_MONOTONIC seconds>, "state": <X modifier state>}``,
 * ``{"event": "status", "status": {...}}`` after each command.
 
-Commands on stdin, one a line: ``register SEQ``, ``unregister``, ``quit``. stdin is read with a
+Commands on stdin, one a line: ``register SEQ``, ``unregister``, ``stats`` (auto-repeats
+swallowed so far), ``quit``. stdin is read with a
 socket notifier so the Qt event loop never blocks on it.
 """
 
@@ -65,6 +66,9 @@ def main() -> int:
             elif command == "unregister":
                 manager.unregister()
                 emit(event="status", status=as_dict(manager.status))
+            elif command == "stats":
+                emit(event="status", status=as_dict(manager.status),
+                     repeats_ignored=getattr(manager.backend, "repeats_ignored", None))
             elif command == "quit":
                 manager.close()
                 app.quit()

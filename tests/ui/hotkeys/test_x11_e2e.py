@@ -65,13 +65,15 @@ class Probe:
 
     def command(self, line: str) -> dict[str, Any]:
         """Send a command; the status the probe answers with."""
+        return dict(self.answer(line)["status"])
+
+    def answer(self, line: str) -> dict[str, Any]:
         before = len(self.events("status"))
         assert self.proc.stdin is not None
         self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
         found = wait_until(lambda: self.events("status")[before:], 10, what=f"answer to {line}")
-        status: dict[str, Any] = found[0]["status"]
-        return status
+        return dict(found[0])
 
 
 @pytest.fixture
@@ -103,8 +105,9 @@ def probe(xvfb: XSession, tmp_path: Path) -> Iterator[Callable[[str], Probe]]:
         stop_process(item.proc)
 
 
-def press(session: XSession, *keys: str) -> None:
-    done = subprocess.run(["xdotool", "key", *keys], env={**session.env()}, timeout=10,
+def press(session: XSession, *keys: str, verb: str = "key") -> None:
+    """``xdotool key`` (or ``keydown``/``keyup``) as a user's keyboard would, through XTEST."""
+    done = subprocess.run(["xdotool", verb, *keys], env=session.env(), timeout=10,
                           check=False, capture_output=True)
     assert done.returncode == 0, done.stderr
 
@@ -172,6 +175,23 @@ def test_ctrl_alt_space_reaches_the_app_with_and_without_lock_keys(
     press(xvfb, "ctrl+alt+space")  # a sentinel: the one that must come fifth
     assert app.wait_activations(5)[4]["state"] & 0xFF == CTRL_ALT
     assert len(app.events("activated")) == 5
+
+
+def test_holding_the_hotkey_fires_once(xvfb: XSession, probe: Callable[[str], Probe]) -> None:
+    """Auto-repeat (the server repeats a held key) must not fire again, like MOD_NOREPEAT."""
+    app = probe("Ctrl+Alt+Space")
+    assert app.wait_ready()["ok"]
+    press(xvfb, "ctrl+alt+space", verb="keydown")
+    try:
+        app.wait_activations(1)
+        # the server's auto-repeat starts after its delay (660 ms on Xvfb): wait for repeats
+        wait_until(lambda: (app.answer("stats")["repeats_ignored"] or 0) >= 3, 10,
+                   what="auto-repeated presses", interval=0.1)
+    finally:
+        press(xvfb, "ctrl+alt+space", verb="keyup")
+    assert len(app.events("activated")) == 1
+    press(xvfb, "ctrl+alt+space")  # released and pressed again: fires again
+    app.wait_activations(2)
 
 
 def test_activation_latency(xvfb: XSession, probe: Callable[[str], Probe]) -> None:

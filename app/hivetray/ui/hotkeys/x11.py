@@ -138,6 +138,8 @@ class X11Backend(HotkeyBackend):
         self._down = False
         #: modifier state of the last activation (tests check the lock bits)
         self.last_state = 0
+        #: auto-repeated presses swallowed while the hotkey was held
+        self.repeats_ignored = 0
         fd = int(self._x.XConnectionNumber(self._dpy))
         self._notifier = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
         self._notifier.activated.connect(self._drain)
@@ -246,9 +248,11 @@ class X11Backend(HotkeyBackend):
         if kind == KEY_RELEASE:
             self._down = False
             return
-        ignored = X_LOCK | self.numlock_mask
-        if (key.state & 0xFF & ~ignored) != mask or self._down:
-            return  # other modifiers, or an auto-repeat of a key still held
+        if self._down:
+            self.repeats_ignored += 1  # an auto-repeat of the key still held
+            return
+        if (key.state & 0xFF & ~(X_LOCK | self.numlock_mask)) != mask:
+            return
         self._down = True
         self.last_state = int(key.state)
         self.activated.emit()
