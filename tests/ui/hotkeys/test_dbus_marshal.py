@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hivetray.ui.hotkeys.dbus_wire import (
+from hivetray.ui.hotkeys.dbus_marshal import (
     METHOD_CALL,
     Message,
     ObjectPath,
@@ -13,9 +13,9 @@ from hivetray.ui.hotkeys.dbus_wire import (
     Variant,
     Writer,
     message_length,
-    session_bus_address,
     split_types,
 )
+from hivetray.ui.hotkeys.dbus_wire import session_bus_address
 
 
 def test_split_types() -> None:
