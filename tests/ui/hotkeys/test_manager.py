@@ -165,3 +165,7 @@ def test_toggle_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("shutil.which", lambda name: None)
     assert toggle_command().endswith(" -m hivetray toggle-chat")
     assert sys.executable in toggle_command()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # a packaged build
+    monkeypatch.setattr(sys, "executable", "/opt/Hive Tray/hivetray")
+    monkeypatch.delenv("APPIMAGE", raising=False)
+    assert toggle_command() == "'/opt/Hive Tray/hivetray' toggle-chat"

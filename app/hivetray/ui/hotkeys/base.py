@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Literal
@@ -46,10 +47,14 @@ class HotkeyStatus:
 
 def toggle_command() -> str:
     """The command line to paste into the desktop's shortcut settings: the short form when
-    ``hivetray`` is on PATH, else the interpreter running now (a venv's is not on PATH)."""
+    ``hivetray`` is on PATH, else how this Hivetray was started (a venv's Python, a packaged
+    executable, an AppImage), which the desktop can run from anywhere."""
     if shutil.which("hivetray"):
         return TOGGLE_COMMAND
-    return shlex.join([sys.executable, "-m", "hivetray", "toggle-chat"])
+    from hivetray.autostart import launch_command
+
+    argv = [*launch_command(), "toggle-chat"]
+    return subprocess.list2cmdline(argv) if sys.platform == "win32" else shlex.join(argv)
 
 
 def bind_advice() -> str:

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from hivetray.autostart import APP_ID  # the basename of our .desktop file
 from hivetray.ui.hotkeys.base import HotkeyBackend, HotkeyStatus, Layer, command_status
 from hivetray.ui.hotkeys.dbus_wire import Connection, DBusError, Message, ObjectPath, Variant
 from hivetray.ui.hotkeys.keys import Chord, portal_trigger
@@ -33,7 +34,6 @@ REGISTRY = "org.freedesktop.host.portal.Registry"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 SHORTCUT_ID = "toggle-chat"
 DESCRIPTION = "Open or hide the Hivetray quick chat"
-APP_ID = "hivetray"  # the basename of our .desktop file
 RESPONSES = {1: "cancelled", 2: "failed"}
 
 
