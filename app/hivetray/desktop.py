@@ -22,6 +22,7 @@ from hivetray.instance import Instance, UiHooks
 from hivetray.paths import AppPaths
 from hivetray.pool.events import Event, EventKind
 from hivetray.ui.chat_session import ChatSession
+from hivetray.ui.hotkeys import HotkeyManager, HotkeyStatus
 from hivetray.ui.quick_chat import QuickChatWindow
 from hivetray.ui.tray import TrayIcon
 
@@ -42,8 +43,9 @@ class DesktopApp:
         self.status_window: Any = None
         self.settings_dialog: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.tray = TrayIcon(self.pool.snapshot, self.pool.clock.now,
-                             lambda: self.instance.config.hotkeys.quick_chat, early_icon)
+        self.hotkeys = HotkeyManager()
+        self.tray = TrayIcon(self.pool.snapshot, self.pool.clock.now, self.hotkey_label,
+                             early_icon)
         self.tray_available = early_icon is not None or QSystemTrayIcon.isSystemTrayAvailable()
         self._refresh = QTimer()
         self._refresh.setSingleShot(True)
@@ -52,6 +54,9 @@ class DesktopApp:
         self._connect_tray()
         self.pool.events.subscribe(self._on_event)
         self.quick_chat = self._build_quick_chat()
+        self.hotkeys.activated.connect(self.toggle_chat)
+        self.hotkeys.status_changed.connect(self._on_hotkey_status)
+        self._registered_hotkey = ""
 
     def _build_quick_chat(self) -> QuickChatWindow:
         """Built now and kept hidden, so the hotkey only has to show it."""
@@ -94,6 +99,7 @@ class DesktopApp:
             await self.instance.close()
             return 1
         self._install_signals()
+        self.register_hotkey()
         for warning in self.loaded.warnings:
             self.pool.events.emit(Event(EventKind.CONFIG, None, warning, level="warning"))
             if self.tray_available:
@@ -107,6 +113,7 @@ class DesktopApp:
               flush=True)
         await self.instance.quit_requested.wait()
         self.quick_chat.session.stop()
+        self.hotkeys.close()
         await self.instance.close()
         self.history.close()
         self.tray.icon.hide()
@@ -149,13 +156,40 @@ class DesktopApp:
         if self.settings_dialog is None:
             self.settings_dialog = SettingsDialog(self.paths, self.instance.config)
             self.settings_dialog.saved.connect(self._apply_saved_config)
+        self.settings_dialog.set_hotkey_status(self.hotkeys.status.message)
         self.settings_dialog.load(self.instance.config)
         self.settings_dialog.show()
         self.settings_dialog.raise_()
         self.settings_dialog.activateWindow()
 
     def _apply_saved_config(self) -> None:
-        self._spawn(self.instance.cmd_reload({}, _no_reply))
+        async def reload() -> None:
+            await self.instance.cmd_reload({}, _no_reply)
+            self.register_hotkey()
+
+        self._spawn(reload())
+
+    # -- the global hotkey ------------------------------------------------------------------------
+    def register_hotkey(self) -> None:
+        """(Re-)register the quick-chat shortcut when it changed; the status says what happened."""
+        sequence = self.instance.config.hotkeys.quick_chat
+        if sequence != self._registered_hotkey:
+            self._registered_hotkey = sequence
+            self.hotkeys.register(sequence)
+
+    def hotkey_label(self) -> str:
+        """For the tray menu: the shortcut and its layer, or how to get one."""
+        status = self.hotkeys.status
+        if status.ok:
+            return f"{status.sequence} ({status.layer_name})"
+        return "bind `hivetray toggle-chat`"
+
+    def _on_hotkey_status(self, status: HotkeyStatus) -> None:
+        level = "info" if status.ok or status.pending else "warning"
+        self.pool.events.emit(Event(EventKind.CONFIG, None, f"quick-chat shortcut: "
+                                    f"{status.message}", level=level))
+        if self.settings_dialog is not None:
+            self.settings_dialog.set_hotkey_status(status.message)
 
     def toggle_chat(self) -> None:
         """The hotkey / tray / `hivetray toggle-chat`: show or hide, and pre-warm the model."""

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from hivetray import ROLES, autostart
 from hivetray.config import Config, PoolConfig, RoleConfig, save_config
 from hivetray.paths import AppPaths
+from hivetray.ui.hotkeys import toggle_command
 
 GGUF_MAGIC = b"GGUF"
 
@@ -148,8 +149,14 @@ class SettingsDialog(QDialog):
         form = QFormLayout(general)
         self.hotkey = QKeySequenceEdit()
         form.addRow("Quick-chat shortcut", self.hotkey)
-        form.addRow("", QLabel("Where global shortcuts cannot be grabbed (Wayland), bind "
-                               "<code>hivetray toggle-chat</code> in your desktop's settings."))
+        self.hotkey_status = QLabel()
+        self.hotkey_status.setWordWrap(True)
+        form.addRow("", self.hotkey_status)
+        copy = QPushButton("Copy command")
+        copy.setToolTip("Paste it into your desktop's keyboard-shortcut settings (Wayland, or "
+                        "when the shortcut is taken)")
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(toggle_command()))
+        form.addRow("Or bind this command:", copy)
         self.autostart = QCheckBox("Start Hivetray when I log in")
         form.addRow("", self.autostart)
         self.budget = QSpinBox()
@@ -176,6 +183,10 @@ class SettingsDialog(QDialog):
         box.setDecimals(0)
         box.setSuffix(" s")
         return box
+
+    def set_hotkey_status(self, message: str) -> None:
+        """Which layer carries the shortcut and whether registration worked."""
+        self.hotkey_status.setText(message)
 
     def load(self, config: Config) -> None:
         self.config = config
