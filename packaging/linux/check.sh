@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Build the Linux packages and check them (CI runs this after `scripts/dev test`):
+#   1. packaging/linux/build.sh  -> dist/hivetray/ (one-dir), dist/*.deb, dist/*.AppImage
+#   2. the frozen `hivetray self-test` with tiny generated models, all four roles configured
+#      (a temporary HIVETRAY_HOME), text and --json; a broken model makes it fail with the reason;
+#      no worker process is left afterwards
+#   3. the .deb: control fields, declared dependencies cover every library the bundle does not
+#      carry, maintainer scripts, file list; its extracted /usr/bin/hivetray runs the self-test
+#   4. the AppImage: type-2 magic, squashfs offset, contents; it runs the self-test
+#   5. frozen start-to-tray on Xvfb + trayer (bench/tray_start.py --exe), when the X tools exist
+# usage: packaging/linux/check.sh [--reuse-build] [--no-tray]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+VENV="${HIVETRAY_VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+DIST="$ROOT/dist"
+REUSE=0 TRAY=1
+for arg in "$@"; do
+  case "$arg" in
+    --reuse-build) REUSE=1 ;;
+    --no-tray) TRAY=0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "check.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+PASSED=0 FAILED=0
+ok() { PASSED=$((PASSED + 1)); echo "  ok    $*"; }
+bad() { FAILED=$((FAILED + 1)); echo "  FAIL  $*" >&2; }
+check() {  # check "what" command...
+  local what=$1; shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+say() { echo "==> $*"; }
+
+TMP=$(mktemp -d /tmp/hvpkg.XXXXXX)  # short: the instance socket path must fit AF_UNIX
+cleanup() {
+  # never leave a packaged process behind, whatever failed
+  pkill -KILL -f "^$DIST/hivetray/hivetray" 2>/dev/null || true
+  pkill -KILL -f "^$TMP/" 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# -- 1. build ---------------------------------------------------------------------------------------
+if [ "$REUSE" -eq 1 ] && [ -f "$DIST/build-info.json" ]; then
+  say "reusing the build in dist/"
+else
+  say "building (packaging/linux/build.sh)"
+  packaging/linux/build.sh
+fi
+VERSION=$("$PY" -c "import hivetray; print(hivetray.__version__)")
+ARCH_DEB=$(dpkg --print-architecture)
+DEB="$DIST/hivetray_${VERSION}_${ARCH_DEB}.deb"
+APPIMAGE="$DIST/Hivetray-${VERSION}-$(uname -m).AppImage"
+ONEDIR="$DIST/hivetray/hivetray"
+check "one-dir executable dist/hivetray/hivetray" test -x "$ONEDIR"
+check ".deb built ($(basename "$DEB"))" test -f "$DEB"
+check "AppImage built ($(basename "$APPIMAGE"))" test -x "$APPIMAGE"
+
+# -- tiny models, a home with all four roles -----------------------------------------------------
+say "tiny models and a HIVETRAY_HOME with all four roles"
+"$PY" -m hivetray.devtools.tinymodels "$TMP/models" >/dev/null
+"$PY" -c "import sys; from hivetray.devtools.tinymodels import write_random_bytes as w; w(sys.argv[1])" "$TMP/models/broken.gguf"
+write_config() {  # $1 = home, $2 = the embed model
+  mkdir -p "$1/config"
+  cat > "$1/config/config.toml" <<EOF
+[roles.chat]
+model = "$TMP/models/chat.gguf"
+n_ctx = 256
+n_threads = 1
+
+[roles.vision]
+model = "$TMP/models/chat.gguf"
+mmproj = "$TMP/models/mmproj.gguf"
+n_ctx = 256
+n_threads = 1
+
+[roles.embed]
+model = "$2"
+n_ctx = 512
+n_threads = 1
+
+[roles.rerank]
+model = "$TMP/models/rerank.gguf"
+n_ctx = 256
+n_threads = 1
+EOF
+}
+write_config "$TMP/home" "$TMP/models/embed.gguf"
+write_config "$TMP/broken-home" "$TMP/models/broken.gguf"
+mkdir -m 700 "$TMP/run"
+run_env() {  # run_env HOME command...
+  local home=$1; shift
+  env HIVETRAY_HOME="$home" XDG_RUNTIME_DIR="$TMP/run" HIVETRAY_NO_BUILTIN_MODEL=1 \
+    GGML_NO_BACKTRACE=1 APPIMAGE_EXTRACT_DIR="$TMP/appimage-cache" QT_QPA_PLATFORM=offscreen "$@"
+}
+
+# every role ok, in the JSON report; prints the report to $2
+selftest_ok() {  # selftest_ok LABEL OUTFILE command...
+  local label=$1 out=$2; shift 2
+  local rc=0
+  run_env "$TMP/home" "$@" self-test --json >"$out" 2>"$out.err" || rc=$?
+  "$PY" - "$out" "$rc" <<'EOF'
+import json, sys
+path, rc = sys.argv[1], int(sys.argv[2])
+doc = json.loads(open(path).read().strip().splitlines()[-1])
+rows = {r["role"]: r for r in doc["roles"]}
+problems = [f"{r}: {row['status']} {row['error'] or ''}" for r, row in rows.items()
+            if row["status"] != "ok"]
+if rc != 0 or not doc["ok"] or problems or doc["orphans"] or not doc["frozen"] \
+        or list(rows) != ["chat", "vision", "embed", "rerank"]:
+    print(f"exit {rc}, frozen={doc['frozen']}, orphans={doc['orphans']}, {problems}",
+          file=sys.stderr)
+    sys.exit(1)
+EOF
+}
+no_leftovers() {  # no worker runs from the given folder any more (multiprocessing's resource
+  # tracker, which exits on its own once its parent has, is not a worker)
+  ! pgrep -af "^$1" | grep -v resource_tracker | grep -q .
+}
+
+# -- 2. frozen self-test ------------------------------------------------------------------------------
+say "frozen self-test (dist/hivetray/hivetray)"
+run_env "$TMP/home" "$ONEDIR" self-test | tee "$TMP/selftest.txt"
+check "frozen self-test: text report, 4 ok" grep -q "4 ok, 0 failed, 0 skipped" "$TMP/selftest.txt"
+check "frozen self-test --json: every role ok, frozen, no orphans" \
+  selftest_ok onedir "$TMP/onedir.json" "$ONEDIR"
+check "no worker left running after the self-test" no_leftovers "$DIST/hivetray/"
+rc=0
+run_env "$TMP/broken-home" "$ONEDIR" self-test >"$TMP/broken.txt" 2>"$TMP/broken.err" || rc=$?
+check "a broken model: exit 1" test "$rc" -eq 1
+check "a broken model: the reason names the file" grep -q "self-test failed — embed: .*broken.gguf" "$TMP/broken.err"
+
+# -- 3. the .deb ----------------------------------------------------------------------------------
+say "the .deb"
+field() { dpkg-deb -f "$DEB" "$1"; }
+check "control: Package hivetray, Version $VERSION, Architecture $ARCH_DEB" \
+  test "$(field Package) $(field Version) $(field Architecture)" = "hivetray $VERSION $ARCH_DEB"
+DEPENDS=$(field Depends)
+for dep in libc6 libxcb1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 \
+    libxcb-image0 libxcb-render-util0 libxcb-shape0 libegl1 libgl1 libfontconfig1 libdbus-1-3; do
+  grep -qw -- "$dep" <<<"$DEPENDS" || bad "Depends lacks $dep: $DEPENDS"
+done
+ok "Depends: glibc floor and the xcb/GL libraries ($(grep -o 'libc6 ([^)]*)' <<<"$DEPENDS"))"
+check "control: Installed-Size, Maintainer, Description" \
+  test -n "$(field Installed-Size)" -a -n "$(field Maintainer)" -a -n "$(field Description)"
+dpkg-deb -c "$DEB" > "$TMP/deb-files.txt"
+has_file() { grep -Eq "$1" "$TMP/deb-files.txt"; }
+check "files: /usr/bin/hivetray -> ../lib/hivetray/hivetray" has_file '^l.* \./usr/bin/hivetray -> \.\./lib/hivetray/hivetray$'
+check "files: /usr/lib/hivetray/hivetray (root-owned, executable)" has_file '^-rwxr-xr-x root/root .* \./usr/lib/hivetray/hivetray$'
+check "files: llama.cpp libraries" has_file '\./usr/lib/hivetray/_internal/llama_cpp/lib/libllama\.so'
+check "files: Qt xcb platform plugin" has_file '\./usr/lib/hivetray/_internal/PySide6/Qt/plugins/platforms/libqxcb\.so$'
+check "files: desktop file" has_file '\./usr/share/applications/hivetray\.desktop$'
+check "files: icons (PNG sizes + SVG)" has_file '\./usr/share/icons/hicolor/256x256/apps/hivetray\.png$'
+check "files: scalable icon" has_file '\./usr/share/icons/hicolor/scalable/apps/hivetray\.svg$'
+check "files: copyright" has_file '\./usr/share/doc/hivetray/copyright$'
+check "files: nothing outside /usr" bash -c "! grep -Ev ' \./(usr(/.*)?)?$' '$TMP/deb-files.txt' | grep -q ."
+mkdir -p "$TMP/deb-control"
+dpkg-deb -e "$DEB" "$TMP/deb-control"
+check "maintainer scripts: prerm asks a running instance to quit" grep -q "hivetray quit" "$TMP/deb-control/prerm"
+check "maintainer scripts are valid sh" sh -n "$TMP/deb-control/postinst" "$TMP/deb-control/prerm" "$TMP/deb-control/postrm"
+check "desktop file validates" desktop-file-validate resources/hivetray.desktop
+# every library the bundle needs but does not carry is in a declared dependency (on this system)
+dpkg-deb -x "$DEB" "$TMP/deb-root"
+deps_cover() {
+  "$PY" - "$TMP/deb-root/usr/lib/hivetray" "$DEPENDS, $(field Recommends)" <<'EOF'
+import os, re, subprocess, sys
+root, declared = sys.argv[1], {d.split()[0] for d in sys.argv[2].split(", ") if d.strip()}
+bundled, elfs = set(), []
+for folder, _dirs, files in os.walk(root):
+    for name in files:
+        bundled.add(name)
+        path = os.path.join(folder, name)
+        with open(path, "rb") as fh:
+            if fh.read(4) == b"\x7fELF":
+                elfs.append(path)
+needed = set()
+for path in elfs:
+    out = subprocess.run(["readelf", "-d", path], capture_output=True, text=True).stdout
+    needed |= {n for n in re.findall(r"\(NEEDED\).*\[(.*)\]", out) if n not in bundled}
+missing = []
+for lib in sorted(needed):
+    owners = subprocess.run(["dpkg", "-S", f"*/{lib}"], capture_output=True, text=True).stdout
+    packages = {line.split(":")[0] for line in owners.splitlines()}
+    if not packages:  # not installed on this machine (e.g. Wayland client libraries)
+        if not re.match(r"libwayland-", lib):
+            missing.append(f"{lib} (no package on this system provides it)")
+        continue
+    if not packages & declared and not packages & {"libc6", "libc6-dev"}:
+        missing.append(f"{lib} from {sorted(packages)}")
+if missing:
+    print("undeclared:", "; ".join(missing), file=sys.stderr)
+    sys.exit(1)
+print(f"{len(needed)} system libraries, all declared")
+EOF
+}
+check "Depends/Recommends cover every library the bundle does not carry" deps_cover
+check "the extracted .deb's /usr/bin/hivetray runs the self-test" \
+  selftest_ok deb "$TMP/deb.json" "$TMP/deb-root/usr/bin/hivetray"
+
+# -- 4. the AppImage ------------------------------------------------------------------------------
+say "the AppImage"
+check "type-2 magic 'AI\\x02' at byte 8" \
+  test "$(od -An -tx1 -j8 -N3 "$APPIMAGE" | tr -d ' \n')" = "414902"
+OFFSET=$("$APPIMAGE" --appimage-offset)
+check "squashfs starts at --appimage-offset ($OFFSET)" \
+  test "$(od -An -c -j"$OFFSET" -N4 "$APPIMAGE" | tr -d ' \n')" = "hsqs"
+unsquashfs -o "$OFFSET" -l -d root "$APPIMAGE" > "$TMP/appimage-files.txt"
+for path in AppRun hivetray.desktop hivetray.png .DirIcon usr/lib/hivetray/hivetray \
+    usr/lib/hivetray/_internal/llama_cpp/lib/libllama.so \
+    usr/share/icons/hicolor/scalable/apps/hivetray.svg; do
+  grep -qx "root/$path" "$TMP/appimage-files.txt" || bad "AppImage lacks $path"
+done
+ok "AppImage contents: AppRun, desktop file, icons, the one-dir build"
+check "the AppImage runs the self-test (extract-and-run)" \
+  selftest_ok appimage "$TMP/appimage.json" "$APPIMAGE"
+check "no worker left running after the AppImage's self-test" no_leftovers "$TMP/appimage-cache/"
+(cd "$TMP" && "$APPIMAGE" --appimage-extract 'usr/lib/hivetray/hivetray' >/dev/null)
+check "--appimage-extract PATTERN writes squashfs-root/" test -x "$TMP/squashfs-root/usr/lib/hivetray/hivetray"
+
+# -- 5. frozen start-to-tray ----------------------------------------------------------------------
+if [ "$TRAY" -eq 1 ] && command -v Xvfb >/dev/null && command -v trayer >/dev/null \
+    && command -v xdotool >/dev/null; then
+  say "start-to-tray on Xvfb + trayer: Python app, frozen one-dir, bare PySide6 (n=3)"
+  if (cd bench && "$PY" tray_start.py -n 3 --exe "$ONEDIR" --out "$DIST/tray-start.json" \
+        >/dev/null 2>"$TMP/tray.err"); then
+    ok "the frozen tray app docks its icon ($("$PY" -c "import json; d = json.load(open('$DIST/tray-start.json')); print(f\"frozen {d['hivetray_frozen']['start_ms']['p50']:.0f} ms, python {d['hivetray']['start_ms']['p50']:.0f} ms, bare PySide6 {d['bare_pyside6']['start_ms']['p50']:.0f} ms (medians)\")"))"
+  else
+    bad "frozen start-to-tray: $(tail -3 "$TMP/tray.err")"
+  fi
+else
+  echo "  (start-to-tray skipped: --no-tray, or Xvfb/trayer/xdotool missing)"
+fi
+
+say "figures: $(tr -d '\n' < "$DIST/build-info.json")"
+echo "packaging: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
