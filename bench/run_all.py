@@ -24,6 +24,7 @@ BENCHES: dict[str, tuple[str, float]] = {  # name → (script, timeout in second
     "idle_death": ("idle_death.py", 120),
     "stream": ("stream.py", 300),
     "stop_latency": ("stop_latency.py", 120),
+    "hotkey_show": ("hotkey_show.py", 180),
     "tray_start": ("tray_start.py", 180),
     "loop_lag": ("loop_lag.py", 180),
 }
