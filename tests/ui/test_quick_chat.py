@@ -180,8 +180,8 @@ def test_a_file_that_is_not_an_image_is_refused_with_a_message(
 
 
 def test_failure_shows_in_the_reply_and_the_banner(
-        loop: asyncio.AbstractEventLoop, window: tuple[QuickChatWindow, ScriptedStream],
-        tmp_path: Path) -> None:
+        qtbot: QtBot, loop: asyncio.AbstractEventLoop,
+        window: tuple[QuickChatWindow, ScriptedStream], tmp_path: Path) -> None:
     view, _stream = window
     from hivetray.errors import RoleUnconfigured
 
@@ -197,6 +197,9 @@ def test_failure_shows_in_the_reply_and_the_banner(
         view.send()
         await until(lambda: not view.session.busy)
         assert "no model is set for the vision role" in view.banner.text()
+        assert view.banner_button.text() == "Set one…"
+        with qtbot.waitSignal(view.open_settings):
+            view.banner_button.click()
         assert view.reply is not None and view.reply.status.text().startswith("failed:")
 
     run(loop, scenario())

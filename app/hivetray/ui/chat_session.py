@@ -26,8 +26,8 @@ class ChatSession(QObject):
     chunk = Signal(str)
     #: the reply ended: finish_reason ("stop", "length", "cancelled"), usage
     finished = Signal(dict)
-    #: the reply failed: a message for the user
-    failed = Signal(str)
+    #: the reply failed: a message for the user, and the error's type name (RoleUnconfigured, …)
+    failed = Signal(str, str)
     busy_changed = Signal(bool)
 
     def __init__(self, stream: StreamFn, history: History,
@@ -107,7 +107,7 @@ class ChatSession(QObject):
         except HivetrayError as exc:
             message = str(exc).split("\n", 1)[0]
             self.history.update_message(reply_id, text, status="failed", error=message)
-            self.failed.emit(message)
+            self.failed.emit(message, type(exc).__name__)
         finally:
             self._busy = False
             self.busy_changed.emit(False)

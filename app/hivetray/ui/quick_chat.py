@@ -253,11 +253,16 @@ class QuickChatWindow(QWidget):
         if self.reply is not None and result.get("finish_reason") == "cancelled":
             self.reply.set_status("stopped")
 
-    def _on_failed(self, message: str) -> None:
+    def _on_failed(self, message: str, kind: str) -> None:
         self._paint_reply()
         if self.reply is not None:
             self.reply.set_status(f"failed: {message}")
-        self.show_banner(message)
+        if kind == "RoleUnconfigured":  # e.g. an image but no vision model: offer to set one
+            self.show_banner(message, "Set one…", None)
+        elif kind in ("CircuitOpen", "RoleInError"):
+            self.show_banner(message, "Retry now", "vision" if "vision" in message else "chat")
+        else:
+            self.show_banner(message)
 
     def _on_busy(self, busy: bool) -> None:
         self.stop_button.setEnabled(busy)
