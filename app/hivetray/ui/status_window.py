@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from hivetray.ui.log_pane import LogPane
-from hivetray.ui.role_table import RoleTableModel
+from hivetray.ui.role_table import KEYS, RoleTableModel
 
 WINDOW_TITLE = "Hivetray — Status"
 
@@ -44,7 +44,8 @@ class StatusWindow(QMainWindow):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(KEYS.index("model"),
+                                                           QHeaderView.ResizeMode.Stretch)
         self.table.doubleClicked.connect(lambda _i: self._open_log())
         self.detail = QLabel()
         self.detail.setWordWrap(True)
