@@ -61,35 +61,8 @@ check "AppImage built ($(basename "$APPIMAGE"))" test -x "$APPIMAGE"
 
 # -- tiny models, a home with all four roles -----------------------------------------------------
 say "tiny models and a HIVETRAY_HOME with all four roles"
-"$PY" -m hivetray.devtools.tinymodels "$TMP/models" >/dev/null
-"$PY" -c "import sys; from hivetray.devtools.tinymodels import write_random_bytes as w; w(sys.argv[1])" "$TMP/models/broken.gguf"
-write_config() {  # $1 = home, $2 = the embed model
-  mkdir -p "$1/config"
-  cat > "$1/config/config.toml" <<EOF
-[roles.chat]
-model = "$TMP/models/chat.gguf"
-n_ctx = 256
-n_threads = 1
-
-[roles.vision]
-model = "$TMP/models/chat.gguf"
-mmproj = "$TMP/models/mmproj.gguf"
-n_ctx = 256
-n_threads = 1
-
-[roles.embed]
-model = "$2"
-n_ctx = 512
-n_threads = 1
-
-[roles.rerank]
-model = "$TMP/models/rerank.gguf"
-n_ctx = 256
-n_threads = 1
-EOF
-}
-write_config "$TMP/home" "$TMP/models/embed.gguf"
-write_config "$TMP/broken-home" "$TMP/models/broken.gguf"
+HOME_OK=$("$PY" packaging/smoke_home.py "$TMP")
+HOME_BROKEN=$("$PY" packaging/smoke_home.py "$TMP" --broken embed)
 mkdir -m 700 "$TMP/run"
 run_env() {  # run_env HOME command...
   local home=$1; shift
@@ -101,7 +74,7 @@ run_env() {  # run_env HOME command...
 selftest_ok() {  # selftest_ok LABEL OUTFILE command...
   local label=$1 out=$2; shift 2
   local rc=0
-  run_env "$TMP/home" "$@" self-test --json >"$out" 2>"$out.err" || rc=$?
+  run_env "$HOME_OK" "$@" self-test --json >"$out" 2>"$out.err" || rc=$?
   "$PY" - "$out" "$rc" <<'EOF'
 import json, sys
 path, rc = sys.argv[1], int(sys.argv[2])
@@ -123,13 +96,13 @@ no_leftovers() {  # no worker runs from the given folder any more (multiprocessi
 
 # -- 2. frozen self-test ------------------------------------------------------------------------------
 say "frozen self-test (dist/hivetray/hivetray)"
-run_env "$TMP/home" "$ONEDIR" self-test | tee "$TMP/selftest.txt"
+run_env "$HOME_OK" "$ONEDIR" self-test | tee "$TMP/selftest.txt"
 check "frozen self-test: text report, 4 ok" grep -q "4 ok, 0 failed, 0 skipped" "$TMP/selftest.txt"
 check "frozen self-test --json: every role ok, frozen, no orphans" \
   selftest_ok onedir "$TMP/onedir.json" "$ONEDIR"
 check "no worker left running after the self-test" no_leftovers "$DIST/hivetray/"
 rc=0
-run_env "$TMP/broken-home" "$ONEDIR" self-test >"$TMP/broken.txt" 2>"$TMP/broken.err" || rc=$?
+run_env "$HOME_BROKEN" "$ONEDIR" self-test >"$TMP/broken.txt" 2>"$TMP/broken.err" || rc=$?
 check "a broken model: exit 1" test "$rc" -eq 1
 check "a broken model: the reason names the file" grep -q "self-test failed — embed: .*broken.gguf" "$TMP/broken.err"
 
