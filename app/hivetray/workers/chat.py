@@ -47,12 +47,17 @@ class ChatHandler:
         return {"n_ctx": self.llm.n_ctx(), "model": self.spec.model}
 
     def handle(self, method: str, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        if method != "chat":
-            raise InvalidRequest(f"the chat worker has no method {method!r}")
-        messages = params.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise InvalidRequest("chat needs a non-empty 'messages' list")
-        return stream_chat(self.llm, messages, params, ctx)
+        return stream_chat(self.llm, chat_messages("chat", method, params), params, ctx)
+
+
+def chat_messages(role: str, method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's messages, after checking it is a chat request (chat and vision roles)."""
+    if method != "chat":
+        raise InvalidRequest(f"the {role} worker has no method {method!r}")
+    messages = params.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("chat needs a non-empty 'messages' list")
+    return messages
 
 
 def stream_chat(llm: Any, messages: list[dict[str, Any]], params: dict[str, Any],

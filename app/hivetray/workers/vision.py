@@ -21,7 +21,7 @@ from typing import Any
 from hivetray.errors import InvalidImage, InvalidRequest, ModelLoadError, ProjectorMismatch
 from hivetray.models.gguf import read_header
 from hivetray.models.validate import check_projector
-from hivetray.workers.chat import load_llama, stream_chat
+from hivetray.workers.chat import chat_messages, load_llama, stream_chat
 from hivetray.workers.logcapture import native_failure_reason
 from hivetray.workers.runtime import RequestContext
 from hivetray.workers.spec import WorkerSpec
@@ -110,12 +110,8 @@ class VisionHandler:
         return {"n_ctx": self.llm.n_ctx(), "model": self.spec.model, "mmproj": self.spec.mmproj}
 
     def handle(self, method: str, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        if method != "chat":
-            raise InvalidRequest(f"the vision worker has no method {method!r}")
-        messages = params.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise InvalidRequest("chat needs a non-empty 'messages' list")
-        messages = attach_images(messages, list(params.get("images") or []))
+        messages = attach_images(chat_messages("vision", method, params),
+                                 list(params.get("images") or []))
         try:
             return stream_chat(self.llm, messages, params, ctx)
         except ValueError as exc:
