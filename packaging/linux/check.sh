@@ -75,17 +75,17 @@ selftest_ok() {  # selftest_ok LABEL OUTFILE command...
   local label=$1 out=$2; shift 2
   local rc=0
   run_env "$HOME_OK" "$@" self-test --json >"$out" 2>"$out.err" || rc=$?
-  "$PY" - "$out" "$rc" <<'EOF'
+  "$PY" - "$label" "$out" "$rc" <<'EOF'
 import json, sys
-path, rc = sys.argv[1], int(sys.argv[2])
+label, path, rc = sys.argv[1], sys.argv[2], int(sys.argv[3])
 doc = json.loads(open(path).read().strip().splitlines()[-1])
 rows = {r["role"]: r for r in doc["roles"]}
 problems = [f"{r}: {row['status']} {row['error'] or ''}" for r, row in rows.items()
             if row["status"] != "ok"]
 if rc != 0 or not doc["ok"] or problems or doc["orphans"] or not doc["frozen"] \
         or list(rows) != ["chat", "vision", "embed", "rerank"]:
-    print(f"exit {rc}, frozen={doc['frozen']}, orphans={doc['orphans']}, {problems}",
-          file=sys.stderr)
+    print(f"{label}: exit {rc}, frozen={doc['frozen']}, orphans={doc['orphans']}, {problems} "
+          f"(report: {path})", file=sys.stderr)
     sys.exit(1)
 EOF
 }
