@@ -167,13 +167,18 @@ EOF
 #!/bin/sh
 set -e
 if [ "$1" = "remove" ] || [ "$1" = "upgrade" ]; then
-  for pid in $(pgrep -x hivetray 2>/dev/null || true); do
-    user=$(ps -o user= -p "$pid" 2>/dev/null || true)
-    [ -n "$user" ] || continue
-    if [ "$(id -un)" = "$user" ]; then
-      timeout 15 /usr/lib/hivetray/hivetray quit >/dev/null 2>&1 || true
+  # every user running Hivetray (the app and its workers are all "hivetray" processes), once each;
+  # the instance socket lives in that user's XDG_RUNTIME_DIR (/run/user/UID)
+  users=$(ps -C hivetray -o user= 2>/dev/null | sort -u || true)
+  for user in $users; do
+    uid=$(id -u "$user" 2>/dev/null) || continue
+    runtime="/run/user/$uid"
+    [ -d "$runtime" ] || runtime=""
+    if [ "$(id -u)" = "$uid" ]; then
+      XDG_RUNTIME_DIR="$runtime" timeout 15 /usr/lib/hivetray/hivetray quit >/dev/null 2>&1 || true
     elif command -v runuser >/dev/null 2>&1; then
-      timeout 15 runuser -u "$user" -- /usr/lib/hivetray/hivetray quit >/dev/null 2>&1 || true
+      timeout 15 runuser -u "$user" -- env XDG_RUNTIME_DIR="$runtime" \
+        /usr/lib/hivetray/hivetray quit >/dev/null 2>&1 || true
     fi
   done
 fi
