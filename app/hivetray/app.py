@@ -8,7 +8,9 @@ until it is used.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from hivetray.paths import AppPaths
@@ -46,40 +48,43 @@ def run_desktop(paths: AppPaths) -> int:
         early_icon.setToolTip("Hivetray — starting")
         early_icon.show()
 
-    _import_asyncio_without_ssl()
-    import asyncio
+    with _without_openssl():
+        import asyncio
 
-    import qasync
+        import qasync
 
-    from hivetray.config import load_config
-    from hivetray.logsetup import setup_logging
+        from hivetray.config import load_config
+        from hivetray.desktop import DesktopApp
+        from hivetray.logsetup import setup_logging
 
     setup_logging(paths)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    from hivetray.desktop import DesktopApp
-
     desktop = DesktopApp(paths, load_config(paths.config_file), early_icon)
     with loop:
         return int(loop.run_until_complete(desktop.run()))
 
 
-def _import_asyncio_without_ssl() -> None:
-    """Import asyncio without letting it load ``ssl`` (libssl + libcrypto, ~4 MiB of RSS).
+@contextlib.contextmanager
+def _without_openssl() -> Iterator[None]:
+    """While the app's modules are imported, keep OpenSSL (libssl + libcrypto, ~8 MiB of RSS)
+    out of the tray process.
 
-    asyncio imports ``ssl`` eagerly but the tray app never makes a TLS connection on its loop:
-    it only talks over a local socket. ``ssl`` stays importable afterwards for code that needs it
-    (model downloads); only asyncio's own TLS transports are off in this process.
+    asyncio imports ``ssl`` eagerly and ``multiprocessing.connection`` imports ``hmac``, which
+    loads ``_hashlib``; both fall back cleanly when those are missing (no TLS transports in
+    asyncio, pure-Python HMAC — used only for authenticated listeners, which Hivetray does not
+    use). The tray app makes no TLS connection on its loop: it talks over a local socket. After
+    the imports both are importable again for code that needs them (model downloads). Worker
+    processes are fresh interpreters and unaffected.
     """
-    if "asyncio" in sys.modules:
-        return
-    missing = object()
-    saved = sys.modules.get("ssl", missing)
-    sys.modules["ssl"] = None  # type: ignore[assignment]  # makes `import ssl` fail, cleanly
+    blocked = ("ssl", "_ssl", "_hashlib")
+    saved = {name: sys.modules[name] for name in blocked if name in sys.modules}
+    for name in blocked:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # `import` now fails cleanly
     try:
-        import asyncio  # noqa: F401
+        yield
     finally:
-        if saved is missing:
-            del sys.modules["ssl"]
-        else:
-            sys.modules["ssl"] = saved  # type: ignore[assignment]
+        for name in blocked:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
+        sys.modules.update(saved)

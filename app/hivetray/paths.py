@@ -6,9 +6,9 @@ move *all* of them under a single folder, and the platformdirs defaults apply ot
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,4 +79,9 @@ def app_paths() -> AppPaths:
 
 
 def _key(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A short stable name for a home folder (64 bits of two CRC-32s).
+
+    Not hashlib: importing it maps OpenSSL's libcrypto (~4 MiB) into the tray app for nothing.
+    """
+    data = text.encode()
+    return f"{zlib.crc32(data):08x}{zlib.crc32(data[::-1], 0x9E3779B9):08x}"

@@ -70,7 +70,7 @@ def health_icon(health: Health, dark: bool | None = None) -> QIcon:
     if key not in _cache:
         icon = QIcon()
         svg = svg_for(health, dark=is_dark)
-        for size in (16, 22, 32, 48, 64, 128):
+        for size in (16, 22, 32, 48, 64):
             icon.addPixmap(_render(svg, size))
         _cache[key] = icon
     return _cache[key]
