@@ -46,7 +46,10 @@ async def _serve(instance: Instance) -> int:
         print(f"hivetray: {exc}", file=sys.stderr)
         await instance.close()
         return 1
-    install_quit_signals(asyncio.get_running_loop(), instance)
+    try:
+        install_quit_signals(asyncio.get_running_loop(), instance)
+    except NotImplementedError:  # Windows' loops have no signal handlers: Ctrl-C ends the loop
+        log.info("no loop signal handlers on this platform")
     print(f"hivetray daemon: pid {os.getpid()}, socket {instance.paths.socket_path}",
           flush=True)
     await instance.quit_requested.wait()

@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from hivetray.config import write_atomic
 from hivetray.errors import HivetrayError, error_from_wire, error_to_wire
-from hivetray.probe import instance_alive
+from hivetray.probe import instance_alive, read_endpoint, use_tcp
 
 __all__ = ["AlreadyRunning", "NoInstance", "Server", "call", "instance_alive", "request", "serve"]
 
@@ -88,12 +89,40 @@ async def serve(path: Path, handler: Handler) -> Server:
 
     old_umask = os.umask(0o177)
     try:
-        server = await asyncio.start_unix_server(on_client, str(path), limit=LINE_LIMIT)
+        if use_tcp():
+            token = os.urandom(16).hex()
+            server = await asyncio.start_server(_with_token(on_client, token), "127.0.0.1", 0,
+                                                limit=LINE_LIMIT)
+            port = server.sockets[0].getsockname()[1]
+            write_atomic(path, json.dumps({"port": port, "token": token, "pid": os.getpid()}))
+        else:
+            server = await asyncio.start_unix_server(on_client, str(path), limit=LINE_LIMIT)
     finally:
         os.umask(old_umask)
     os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
     handle.server = server
     return handle
+
+
+ClientCallback = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _with_token(on_client: ClientCallback, token: str) -> ClientCallback:
+    """TCP only: the first line must be the token from the user-only endpoint file."""
+    async def checked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import hmac
+
+        line = await reader.readline()
+        try:
+            offered = str(json.loads(line).get("token", "")) if line else ""
+        except (ValueError, AttributeError):
+            offered = ""
+        if not hmac.compare_digest(offered, token):
+            writer.close()
+            return
+        await on_client(reader, writer)
+
+    return checked
 
 
 async def _serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -134,10 +163,7 @@ async def _serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 
 async def request(path: Path, cmd: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
     """Send one command; yield its chunks, then ``{"result": ...}``; raise its error."""
-    try:
-        reader, writer = await asyncio.open_unix_connection(str(path), limit=LINE_LIMIT)
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        raise NoInstance(f"no Hivetray instance is running ({exc.strerror}: {path})") from None
+    reader, writer = await _connect(path)
     try:
         writer.write(_encode({"cmd": cmd, **params}))
         await writer.drain()
@@ -155,6 +181,21 @@ async def request(path: Path, cmd: str, **params: Any) -> AsyncIterator[dict[str
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+
+
+async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        if not use_tcp():
+            return await asyncio.open_unix_connection(str(path), limit=LINE_LIMIT)
+        endpoint = read_endpoint(path)
+        if endpoint is None:
+            raise FileNotFoundError(2, "no endpoint file", str(path))
+        reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port,
+                                                       limit=LINE_LIMIT)
+        writer.write(_encode({"token": endpoint.token}))
+        return reader, writer
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        raise NoInstance(f"no Hivetray instance is running ({exc.strerror}: {path})") from None
 
 
 async def call(path: Path, cmd: str, **params: Any) -> Any:
