@@ -79,7 +79,7 @@ def test_daemon_and_cli_over_tcp(home: Any, write_config: Any, tiny_models: dict
 
     write_config(make_config(tiny_models["chat"]))
     env = {**os.environ, "HIVETRAY_IPC": "tcp", "HIVETRAY_NO_BUILTIN_MODEL": "1"}
-    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 (closed below)
+    log = open(tmp_path / "daemon.log", "wb")
     daemon = subprocess.Popen([sys.executable, "-m", "hivetray", "daemon"], env=env,
                               stdout=log, stderr=log)
     try:
