@@ -332,3 +332,12 @@ def test_a_malformed_config_is_reported_kept_aside_and_the_daemon_runs(
     assert not home.config_file.exists()
     row = chat_row()
     assert row["state"] == "unconfigured" and daemon.proc.poll() is None
+
+
+def test_no_argument_without_a_display_says_to_use_the_daemon(home: Any) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    done = subprocess.run([sys.executable, "-m", "hivetray"], env=env, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 1
+    assert "no graphical session" in done.stderr and "hivetray daemon" in done.stderr

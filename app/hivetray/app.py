@@ -33,6 +33,10 @@ def run_desktop(paths: AppPaths) -> int:
 
         asyncio.run(ipc.call(paths.socket_path, "show"))
         return 0
+    if _no_display():
+        print("hivetray: no graphical session here (DISPLAY and WAYLAND_DISPLAY are unset); "
+              "run `hivetray daemon` for the headless instance", file=sys.stderr)
+        return 1
     from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
     app = QApplication.instance() or QApplication(sys.argv)
@@ -88,3 +92,12 @@ def _without_openssl() -> Iterator[None]:
             if sys.modules.get(name) is None:
                 del sys.modules[name]
         sys.modules.update(saved)
+
+
+def _no_display() -> bool:
+    """Linux/BSD without X or Wayland: Qt would abort the process with a cryptic message."""
+    import os
+
+    if sys.platform in ("win32", "darwin") or os.environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
