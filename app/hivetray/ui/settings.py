@@ -31,6 +31,7 @@ from hivetray import ROLES, autostart
 from hivetray.config import Config, PoolConfig, RoleConfig, save_config
 from hivetray.paths import AppPaths
 from hivetray.ui.hotkeys import toggle_command
+from hivetray.ui.model_download import ModelDownloader
 
 GGUF_MAGIC = b"GGUF"
 
@@ -84,12 +85,14 @@ class PathField(QWidget):
 
 
 class RoleTab(QWidget):
-    def __init__(self, role: str) -> None:
+    def __init__(self, role: str, paths: AppPaths) -> None:
         super().__init__()
         self.role = role
         form = QFormLayout(self)
         self.model = PathField(f"Model for the {role} role")
         form.addRow("Model file", self.model)
+        self.downloader = ModelDownloader(role, paths)
+        form.addRow("Or download", self.downloader)
         self.mmproj: PathField | None = None
         if role == "vision":
             self.mmproj = PathField("Projector (mmproj) for the vision model")
@@ -142,7 +145,9 @@ class SettingsDialog(QDialog):
         self.paths = paths
         self.config = config
         tabs = QTabWidget()
-        self.role_tabs = {role: RoleTab(role) for role in ROLES}
+        self.role_tabs = {role: RoleTab(role, paths) for role in ROLES}
+        for tab in self.role_tabs.values():
+            tab.downloader.finished.connect(self._downloaded)
         for role, tab in self.role_tabs.items():
             tabs.addTab(tab, role.capitalize())
         general = QWidget()
@@ -183,6 +188,14 @@ class SettingsDialog(QDialog):
         box.setDecimals(0)
         box.setSuffix(" s")
         return box
+
+    def _downloaded(self, ok: bool, _message: str) -> None:
+        """The CLI wrote the new model into config.toml: show it, and let the app apply it."""
+        if ok:
+            from hivetray.config import load_config
+
+            self.load(load_config(self.paths.config_file).config)
+            self.saved.emit()
 
     def set_hotkey_status(self, message: str) -> None:
         """Which layer carries the shortcut and whether registration worked."""

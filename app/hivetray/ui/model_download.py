@@ -1,0 +1,112 @@
+"""Download a curated model from the Settings dialog, with a progress bar.
+
+The download itself is ``hivetray models download ROLE NAME`` run as a child process (resume,
+checksum and the atomic config update live there, once); this widget starts it, shows progress
+from the size of the growing ``.part`` file, and reports the outcome in words. The app stays
+responsive and a failed or cancelled download can simply be started again: it resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QProcess, QTimer, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+from hivetray.autostart import launch_command
+from hivetray.models.catalog import CatalogEntry, for_role
+from hivetray.models.download import target_path
+from hivetray.paths import AppPaths
+
+CommandFor = Callable[[str, CatalogEntry], list[str]]
+
+
+def cli_command(role: str, entry: CatalogEntry) -> list[str]:
+    return [*launch_command(), "models", "download", role, entry.name]
+
+
+class ModelDownloader(QWidget):
+    """Pick a curated model for ``role``; Download shows progress; ``finished(ok, message)``."""
+
+    finished = Signal(bool, str)
+
+    def __init__(self, role: str, paths: AppPaths, command_for: CommandFor = cli_command) -> None:
+        super().__init__()
+        self.role = role
+        self.paths = paths
+        self.command_for = command_for
+        self.entries = for_role(role)
+        self.choice = QComboBox()
+        for entry in self.entries:
+            self.choice.addItem(f"{entry.name} (~{entry.approx_mb} MB) — {entry.about}")
+        self.button = QPushButton("Download")
+        self.button.clicked.connect(self.toggle)
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(True)
+        self.bar.hide()
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.choice, 1)
+        row.addWidget(self.button)
+        row.addWidget(self.bar)
+        row.addWidget(self.message)
+        self.process: QProcess | None = None
+        self._part: Path | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(250)
+        self._timer.timeout.connect(self._show_progress)
+        if not self.entries:
+            self.button.setEnabled(False)
+
+    @property
+    def entry(self) -> CatalogEntry:
+        return self.entries[self.choice.currentIndex()]
+
+    def toggle(self) -> None:
+        if self.process is not None:
+            self.process.kill()  # the .part file stays: Download again resumes
+            return
+        entry = self.entry
+        self._part = target_path(self.paths, entry.repo, entry.filename).with_name(
+            entry.filename + ".part")
+        command = self.command_for(self.role, entry)
+        self.process = QProcess(self)
+        self.process.setProgram(command[0])
+        self.process.setArguments(command[1:])
+        self.process.finished.connect(self._done)
+        self.bar.setRange(0, max(1, entry.approx_mb))
+        self.bar.setValue(0)
+        self.bar.setFormat("%v of ~%m MB")
+        self.bar.show()
+        self.message.setText("")
+        self.button.setText("Cancel")
+        self.choice.setEnabled(False)
+        self.process.start()
+        self._timer.start()
+
+    def _show_progress(self) -> None:
+        if self._part is not None and self._part.exists():
+            megabytes = self._part.stat().st_size // 2**20
+            if megabytes > self.bar.maximum():
+                self.bar.setMaximum(megabytes)
+            self.bar.setValue(megabytes)
+
+    def _done(self, exit_code: int, _status: QProcess.ExitStatus) -> None:
+        self._timer.stop()
+        process, self.process = self.process, None
+        assert process is not None
+        output = bytes(process.readAllStandardError().data()).decode("utf-8", "replace")
+        self.button.setText("Download")
+        self.choice.setEnabled(True)
+        self.bar.hide()
+        if exit_code == 0:
+            text = f"{self.entry.name} is downloaded and set for the {self.role} role."
+        else:
+            lines = [ln for ln in output.splitlines() if ln.strip()]
+            text = (lines[-1] if lines else "the download was cancelled") + \
+                " — press Download to resume."
+        self.message.setText(text)
+        self.finished.emit(exit_code == 0, text)
