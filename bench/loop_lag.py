@@ -170,8 +170,8 @@ def child(out: Path, idle_s: float, stream_s: float, pin: bool) -> None:
     import qasync
     from PySide6.QtWidgets import QApplication
 
-    from hivetray.desktop import DesktopApp
     from hivetray.config import load_config, save_config
+    from hivetray.desktop import DesktopApp
     from hivetray.devtools.tinymodels import write_chat_model
 
     with bench_home("hvb-lag-") as home:
