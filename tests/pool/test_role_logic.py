@@ -334,3 +334,16 @@ def test_settings_that_do_not_touch_the_model_keep_the_worker(tmp_path: Path) ->
         assert rig.role.state is S.READY
 
     run(scenario)
+
+
+def test_a_process_that_cannot_be_started_is_an_error(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        rig = make_rig(tmp_path)
+        waiter = asyncio.ensure_future(rig.role.ensure_ready())
+        await settle()
+        rig.role.on_spawn_failed("Cannot allocate memory")  # reported by the spawn thread
+        with pytest.raises(Exception, match="could not start the worker process: Cannot"):
+            await waiter
+        assert rig.role.state is S.ERROR and rig.role.pid is None
+
+    run(scenario)

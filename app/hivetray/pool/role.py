@@ -173,10 +173,28 @@ class RoleSupervisor:
             self._fail_start(f"could not start the worker process: {exc}")
             return
         self.link = link
-        self.pid = link.pid
-        self.on_pid(self.name, self.pid)
-        self._emit(EventKind.SPAWN, f"{self.name}: worker pid {self.pid} spawned",
-                   {"pid": self.pid, "model": self.config.model})
+        if link.pid is not None:  # a link that started synchronously (fakes in tests)
+            self.on_started(link.pid)
+
+    def on_started(self, pid: int) -> None:
+        """The worker process exists (the link started it off the loop)."""
+        if self.link is None:
+            return
+        self.pid = pid
+        self.on_pid(self.name, pid)
+        self._emit(EventKind.SPAWN, f"{self.name}: worker pid {pid} spawned",
+                   {"pid": pid, "model": self.config.model})
+
+    def on_spawn_failed(self, reason: str) -> None:
+        """The process could not even be started: an error, not a crash loop."""
+        self.link = None
+        self.pid = None
+        if self._exit_future is not None and not self._exit_future.done():
+            self._exit_future.set_result(None)  # a stop in progress has nothing to wait for
+        self._emit(EventKind.CRASH, f"{self.name}: spawning the worker failed: {reason}",
+                   level="error")
+        if self.state is S.STARTING:
+            self._fail_start(f"could not start the worker process: {reason}")
 
     def _fail_start(self, message: str, error: HivetrayError | None = None) -> None:
         self.last_error = message

@@ -40,6 +40,10 @@ class LinkSink(Protocol):
 
     def on_exit(self, exitcode: int | None) -> None: ...
 
+    def on_started(self, pid: int) -> None: ...
+
+    def on_spawn_failed(self, reason: str) -> None: ...
+
 
 class WorkerLink(Protocol):
     """What the supervisor needs of a worker; a fake implements it for unit tests."""
@@ -81,20 +85,35 @@ class ProcessLink:
         self._process: Any = None
 
     def start(self, sink: LinkSink) -> None:
+        """Start the process from a helper thread; ``sink.on_started(pid)`` follows.
+
+        fork/exec and handing the spawn data to the child take 5–30 ms: too long to block the
+        event loop (and the UI) for. Messages sent meanwhile wait in the pipes and the outbox.
+        """
+        self.loop = asyncio.get_running_loop()
+        threading.Thread(target=self._start_process, args=(sink,), daemon=True,
+                         name=f"spawn-{self.spec.role}").start()
+
+    def _start_process(self, sink: LinkSink) -> None:
         from hivetray.workers.runtime import worker_main
 
-        self.loop = asyncio.get_running_loop()
-        self._process = self._ctx.Process(
+        process = self._ctx.Process(
             target=worker_main,
             args=(self.spec, self._data_child, self._control_child, self._abort),
             name=f"hivetray-{self.spec.role}",
             daemon=True,  # multiprocessing's own atexit is a last-resort net, not our shutdown
         )
-        self._process.start()
-        self.pid = self._process.pid
+        try:
+            process.start()
+        except Exception as exc:  # fork failure, out of file descriptors or memory
+            self._post(sink.on_spawn_failed, str(exc) or type(exc).__name__)
+            return
+        self._process = process
+        self.pid = process.pid
         # the child has its ends now; closing ours lets EOF tell us when it is gone
         self._data_child.close()
         self._control_child.close()
+        self._post(sink.on_started, process.pid)  # queued before anything the reader posts
         threading.Thread(target=self._read_loop, args=(sink,), daemon=True,
                          name=f"reader-{self.spec.role}-{self.pid}").start()
         threading.Thread(target=self._write_loop, daemon=True,
