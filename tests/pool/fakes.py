@@ -24,6 +24,7 @@ class FakeLink:
         self.pid: int | None = next(_pids)
         self.exits_on = exits_on
         self.sink: LinkSink | None = None
+        self.report_start_later = False
         self.sent: list[dict[str, Any]] = []
         self.control: list[dict[str, Any]] = []
         self.aborted: list[int] = []
@@ -34,6 +35,12 @@ class FakeLink:
     # -- WorkerLink -------------------------------------------------------------------------
     def start(self, sink: LinkSink) -> None:
         self.sink = sink
+        if self.pid is None:
+            return
+        if self.report_start_later:  # like the real link: pid known, report queued to the loop
+            asyncio.get_running_loop().call_soon(sink.on_started, self.pid)
+        else:
+            sink.on_started(self.pid)
 
     def send(self, msg: dict[str, Any]) -> None:
         self.sent.append(msg)
@@ -106,12 +113,14 @@ class FakeSpawner:
         self.links: list[FakeLink] = []
         self.exits_on = exits_on
         self.fail_next: Exception | None = None
+        self.report_start_later = False
 
     def __call__(self, spec: WorkerSpec) -> FakeLink:
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
         link = FakeLink(spec, self.exits_on)
+        link.report_start_later = self.report_start_later
         self.links.append(link)
         return link
 

@@ -347,3 +347,17 @@ def test_a_process_that_cannot_be_started_is_an_error(tmp_path: Path) -> None:
         assert rig.role.state is S.ERROR and rig.role.pid is None
 
     run(scenario)
+
+
+def test_a_start_reported_from_the_spawn_thread_is_announced_once(tmp_path: Path) -> None:
+    """The real link knows its pid before its report reaches the loop; one spawn, one event."""
+    async def scenario() -> None:
+        rig = make_rig(tmp_path)
+        rig.spawner.report_start_later = True
+        waiter = asyncio.ensure_future(rig.role.ensure_ready())
+        await settle()
+        rig.spawner.last.ready()
+        await waiter
+        assert [e.data["pid"] for e in rig.kinds(EventKind.SPAWN)] == [rig.role.pid]
+
+    run(scenario)

@@ -165,16 +165,15 @@ class RoleSupervisor:
                           self.config.n_ctx, self.config.n_threads, str(self.log_path),
                           self.faults)
         try:
-            link = self.spawner(spec)
-            link.start(self)
+            # the link is ours before it starts: it reports back only through on_started
+            self.link = self.spawner(spec)
+            self.link.start(self)
         except Exception as exc:  # e.g. fork failure, out of file descriptors
+            self.link = None
             self._emit(EventKind.CRASH, f"{self.name}: spawning the worker failed: {exc}",
                        {"traceback": traceback.format_exc()}, level="error")
             self._fail_start(f"could not start the worker process: {exc}")
             return
-        self.link = link
-        if link.pid is not None:  # a link that started synchronously (fakes in tests)
-            self.on_started(link.pid)
 
     def on_started(self, pid: int) -> None:
         """The worker process exists (the link started it off the loop)."""
