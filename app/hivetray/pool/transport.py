@@ -83,6 +83,8 @@ class ProcessLink:
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._control_lock = threading.Lock()
         self._process: Any = None
+        self._signal_lock = threading.Lock()  # orders signals against the spawn thread's start
+        self._kill_requested = False
 
     def start(self, sink: LinkSink) -> None:
         """Start the process from a helper thread; ``sink.on_started(pid)`` follows.
@@ -108,8 +110,11 @@ class ProcessLink:
         except Exception as exc:  # fork failure, out of file descriptors or memory
             self._post(sink.on_spawn_failed, str(exc) or type(exc).__name__)
             return
-        self._process = process
-        self.pid = process.pid
+        with self._signal_lock:
+            self._process = process
+            self.pid = process.pid
+            if self._kill_requested:  # the stop reached SIGKILL before the process existed
+                os.kill(process.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
         # the child has its ends now; closing ours lets EOF tell us when it is gone
         self._data_child.close()
         self._control_child.close()
@@ -143,10 +148,14 @@ class ProcessLink:
             self._signal(signal.SIGCONT)
 
     def kill(self) -> None:
+        with self._signal_lock:
+            self._kill_requested = True
         self._signal(getattr(signal, "SIGKILL", signal.SIGTERM))
 
     def _signal(self, sig: int) -> None:
-        if self.pid is not None and self._process is not None and self._process.exitcode is None:
+        with self._signal_lock:
+            if self.pid is None or self._process is None or self._process.exitcode is not None:
+                return  # not started yet (a pending SIGKILL is delivered on start) or reaped
             try:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
