@@ -113,7 +113,7 @@ class ProcessLink:
         with self._signal_lock:
             self._process = process
             self.pid = process.pid
-            if self._kill_requested:  # the stop reached SIGKILL before the process existed
+            if self._kill_requested and process.pid is not None:  # SIGKILL came before the start
                 os.kill(process.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
         # the child has its ends now; closing ours lets EOF tell us when it is gone
         self._data_child.close()
