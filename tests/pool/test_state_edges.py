@@ -11,8 +11,7 @@ import pytest
 
 from hivetray.config import PoolConfig, RoleConfig
 from hivetray.errors import RoleInError
-from hivetray.pool.role import IllegalTransition
-from hivetray.pool.states import LEGAL_TRANSITIONS, RoleState
+from hivetray.pool.states import LEGAL_TRANSITIONS, IllegalTransition, RoleState
 from tests.pool.harness import make_rig, open_request, run, settle, start_ready
 
 S = RoleState

@@ -22,3 +22,12 @@ def read_tail(path: Path, max_bytes: int = CRASH_TAIL_BYTES) -> str:
     if start > 0 and "\n" in text:
         text = text.split("\n", 1)[1]
     return text.rstrip()
+
+
+def telling_line(tail: str) -> str:
+    """The log line that says why a load died (llama.cpp's assert or error), for last_error."""
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    telling = [ln for ln in lines if any(w in ln.lower() for w in
+                                         ("assert", "error", "abort", "fail", "terminate"))]
+    pick = (telling or lines)[-1:] if lines else []
+    return f" — last log line: {pick[0][:300]}" if pick else ""

@@ -65,3 +65,14 @@ class InFlight:
         for req in failed:
             req.queue.put_nowait(("error", error))
         return len(failed)
+
+
+@dataclass
+class Usage:
+    """What a role's workers have done since start-up, for ``status`` and the status window."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tokens_per_s: float | None = None
+    load_s: float | None = None

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import traceback
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +31,10 @@ from hivetray.models.validate import check_role
 from hivetray.pool.breaker import CircuitBreaker
 from hivetray.pool.clock import Clock
 from hivetray.pool.events import Event, EventKind, EventLog
-from hivetray.pool.logtail import read_tail
-from hivetray.pool.requests import InFlight, PendingRequest
+from hivetray.pool.logtail import read_tail, telling_line
+from hivetray.pool.requests import InFlight, PendingRequest, Usage
 from hivetray.pool.shutdown import Timing, stop_worker
-from hivetray.pool.states import RoleState, is_legal
+from hivetray.pool.states import IllegalTransition, RoleState, is_legal
 from hivetray.pool.transport import Spawner, WorkerLink
 from hivetray.workers.spec import WorkerSpec
 
@@ -46,20 +45,9 @@ S = RoleState
 ModelCheck = Callable[[str, str | None, str | None], object]
 
 
-class IllegalTransition(RuntimeError):
-    """A bug: code asked for a state change the table does not allow."""
-
-
-@dataclass
-class Usage:
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    tokens_per_s: float | None = None
-    load_s: float | None = None
-
-
 class RoleSupervisor:
+    """Keeps one role's worker alive, healthy and cheap; the pool holds one per role."""
+
     def __init__(self, name: str, config: RoleConfig, pool_config: PoolConfig, *,
                  spawner: Spawner, clock: Clock, events: EventLog, log_path: Path,
                  on_pid: Callable[[str, int | None], None] = lambda role, pid: None,
@@ -273,7 +261,7 @@ class RoleSupervisor:
         if state is S.STARTING:
             self._fail_start(f"the worker {self._kill_reason or describe_exit(exitcode)} while "
                              f"loading {self.config.model}; see {self.log_path}"
-                             + _telling_line(tail), error)
+                             + telling_line(tail), error)
             return
         self.in_flight.fail_all(error)
         self.last_error = str(error).split("\n", 1)[0]
@@ -430,15 +418,6 @@ class RoleSupervisor:
             self._set_state(S.STOPPED, "model set")
         if self.config.pinned and self.state is S.STOPPED and not self.closed:
             self.begin_start()
-
-
-def _telling_line(tail: str) -> str:
-    """The log line that says why a load died (llama.cpp's assert or error), for last_error."""
-    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
-    telling = [ln for ln in lines if any(w in ln.lower() for w in
-                                         ("assert", "error", "abort", "fail", "terminate"))]
-    pick = (telling or lines)[-1:] if lines else []
-    return f" — last log line: {pick[0][:300]}" if pick else ""
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -42,3 +42,7 @@ LIVE_STATES = frozenset({S.STARTING, S.READY, S.BUSY, S.STOPPING})
 
 def is_legal(old: RoleState, new: RoleState) -> bool:
     return new in LEGAL_TRANSITIONS[old]
+
+
+class IllegalTransition(RuntimeError):
+    """A bug: code asked for a state change the table does not allow."""
