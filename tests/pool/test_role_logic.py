@@ -345,6 +345,7 @@ def test_a_process_that_cannot_be_started_is_an_error(tmp_path: Path) -> None:
         with pytest.raises(Exception, match="could not start the worker process: Cannot"):
             await waiter
         assert rig.role.state is S.ERROR and rig.role.pid is None
+        assert rig.spawner.last.closed  # its pipes are released
 
     run(scenario)
 

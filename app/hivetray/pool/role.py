@@ -174,8 +174,10 @@ class RoleSupervisor:
 
     def on_spawn_failed(self, reason: str) -> None:
         """The process could not even be started: an error, not a crash loop."""
-        self.link = None
+        link, self.link = self.link, None
         self.pid = None
+        if link is not None:
+            link.close()  # its pipes would otherwise stay open until garbage collection
         if self._exit_future is not None and not self._exit_future.done():
             self._exit_future.set_result(None)  # a stop in progress has nothing to wait for
         self._emit(EventKind.CRASH, f"{self.name}: spawning the worker failed: {reason}",
