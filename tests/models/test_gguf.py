@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 from pathlib import Path
 
 import gguf as gguf_py
 import pytest
 
 from hivetray.devtools import tinymodels
+from hivetray.models import gguf as gguf_module
 from hivetray.models.gguf import (
     GGML_TYPES,
     ArrayInfo,
@@ -17,6 +20,7 @@ from hivetray.models.gguf import (
     read_header_cached,
     tensor_nbytes,
 )
+from tests.models import hostile_gguf
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +152,155 @@ def test_cache_rereads_a_changed_file(files: dict[str, Path], tmp_path: Path) ->
         read_header_cached(path)
     path.write_bytes(files["mmproj"].read_bytes())
     assert read_header_cached(path).architecture == "clip"
+
+
+# -- hostile files: every bound turns into a GGUFError, never a crash, a stall or a huge alloc --
+# the bounds are spelled out (not imported) so that a test pins the promised numbers
+MAX_ARRAY_DEPTH, MAX_TENSORS = 8, 65536
+
+
+def test_deeply_nested_arrays_are_corruption_not_recursion(tmp_path: Path) -> None:
+    path = hostile_gguf.write_nested_arrays(tmp_path / "deep.gguf", depth=5000)
+    assert path.stat().st_size < 64_000
+    with pytest.raises(GGUFError, match=r"corrupt: metadata 'deep' nests arrays deeper than 8 "):
+        read_header(path)
+
+
+def test_nesting_up_to_the_bound_is_read(tmp_path: Path) -> None:
+    path = hostile_gguf.write_nested_arrays(tmp_path / "eight.gguf", depth=MAX_ARRAY_DEPTH)
+    value = read_header(path).metadata["deep"]
+    for _ in range(MAX_ARRAY_DEPTH):
+        assert isinstance(value, list) and len(value) == 1
+        value = value[0]
+    assert value == 7
+
+
+def test_a_huge_string_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    # the file really is 1 TiB long (sparse), so only the string bound can stop the read
+    path = hostile_gguf.write_huge_string(tmp_path / "template.gguf", declared=1 << 40)
+    with pytest.raises(GGUFError, match=r"corrupt: metadata 'tokenizer.chat_template' claims a "
+                                        r"string of 1099511627776 bytes, more than the 16 MiB"):
+        read_header(path)
+
+
+@pytest.mark.parametrize(("where", "what"), [("key", "metadata entry 1"),
+                                             ("tensor", "tensor info 0")])
+def test_keys_and_tensor_names_are_bounded(where: str, what: str, tmp_path: Path) -> None:
+    fine = hostile_gguf.write_long_name(tmp_path / "fine.gguf", where, 1000)
+    read_header(fine)
+    long = hostile_gguf.write_long_name(tmp_path / "long.gguf", where, 100_000)
+    with pytest.raises(GGUFError, match=f"corrupt: {what} claims a string of 100000 bytes, "
+                                        "more than the 64 KiB"):
+        read_header(long)
+
+
+def test_a_count_larger_than_the_file_can_hold_is_refused(tmp_path: Path) -> None:
+    path = hostile_gguf.write_huge_array(tmp_path / "scores.gguf", count=1 << 31)
+    with pytest.raises(GGUFError, match=r"metadata 'tokenizer.ggml.scores' claims 2147483648 "
+                                        r"items \(at least 17179869184 bytes\) but only \d+ "):
+        read_header(path)
+
+
+def test_a_skipped_string_claiming_2_to_the_63_bytes_is_corruption(tmp_path: Path) -> None:
+    path = hostile_gguf.write_string_array_with_huge_item(tmp_path / "vocab.gguf")
+    with pytest.raises(GGUFError, match=r"truncated: .* inside metadata 'tokenizer.ggml.tokens'"):
+        read_header(path)
+
+
+def test_metadata_memory_is_bounded_in_total(tmp_path: Path) -> None:
+    # 80 strings of 1 MiB: each is fine alone, together they are more than 64 MiB to keep
+    path = hostile_gguf.write_many_big_strings(tmp_path / "big.gguf", 80, 1 << 20)
+    with pytest.raises(GGUFError, match=r"corrupt: the header holds more than 64 MiB of "
+                                        r"metadata \(at metadata 's6\d'\)"):
+        read_header(path)
+
+
+def test_a_million_tensors_is_refused_at_once(tmp_path: Path) -> None:
+    # ~24 MB of well-formed (nameless, 0-d) tensor infos: the count bound alone refuses them
+    path = hostile_gguf.write_many_tensors(tmp_path / "tensors.gguf", n_tensors=1_000_000)
+    with pytest.raises(GGUFError, match=r"corrupt: the tensor count is 1000000; .*limit is "
+                                        f"{MAX_TENSORS}"):
+        read_header(path)
+
+
+class CountingClock:
+    """A clock that advances ``step`` seconds per call and counts its calls."""
+
+    def __init__(self, step: float = 0.0, jump_after: int | None = None) -> None:
+        self.step, self.jump_after, self.calls, self.now = step, jump_after, 0, 0.0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        self.now += self.step
+        if self.jump_after is not None and self.calls > self.jump_after:
+            self.now += 1e6
+        return self.now
+
+
+def test_deadline_past_means_not_a_model(files: dict[str, Path]) -> None:
+    clock = CountingClock(jump_after=1)  # the start is read at 0 s, then time jumps 11 days
+    with pytest.raises(GGUFError, match=r"took longer than 10 s to read .*is it really a model"):
+        read_header(files["chat"], clock=clock)
+    with pytest.raises(GGUFError, match=r"longer than 0.5 s"):
+        read_header(files["chat"], deadline_s=0.5, clock=CountingClock(jump_after=1))
+
+
+def test_deadline_is_checked_inside_a_long_vocabulary(tmp_path: Path) -> None:
+    # one metadata entry holding 1M strings: only checks inside the skip loop can see the time
+    path = hostile_gguf.write_long_string_array(tmp_path / "vocab.gguf", count=1 << 20)
+    with pytest.raises(GGUFError, match=r"longer than 10 s .*metadata 'tokenizer.ggml.tokens'"):
+        read_header(path, clock=CountingClock(step=1.0))
+
+
+def test_deadline_is_checked_inside_the_tensor_table(tmp_path: Path) -> None:
+    path = hostile_gguf.write_many_tensors(tmp_path / "tensors.gguf", n_tensors=50)
+    assert len(read_header(path).tensors) == 50
+    with pytest.raises(GGUFError, match=r"longer than 10 s to read \(stopped at tensor info \d+"):
+        read_header(path, clock=CountingClock(step=1.0))
+
+
+def test_a_big_vocabulary_checks_the_clock_rarely_and_parses(tmp_path: Path) -> None:
+    path = hostile_gguf.write_long_string_array(tmp_path / "vocab.gguf", count=262_144)
+    clock = CountingClock()
+    info = read_header(path, clock=clock)
+    assert len(info.metadata["tokenizer.ggml.tokens"]) == 262_144
+    assert clock.calls <= 10  # start + 2 entries + 4 chunks of 65536: not once per token
+
+
+def test_cache_keeps_the_new_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = hostile_gguf.write_nested_arrays(tmp_path / "deep.gguf")
+    reads: list[str | os.PathLike[str]] = []
+    real_read = gguf_module.read_header
+
+    def counting_read(target: str | os.PathLike[str]) -> gguf_module.GGUFInfo:
+        reads.append(target)
+        return real_read(target)
+
+    monkeypatch.setattr(gguf_module, "read_header", counting_read)
+    for _ in range(3):
+        with pytest.raises(GGUFError, match="nests arrays deeper"):
+            read_header_cached(path)
+    assert len(reads) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_named_like_a_model_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            read_header(fifo)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test thread below
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # blocked in open(): let it go, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=10)
+        pytest.fail("read_header waited for a writer on a named pipe")
+    assert isinstance(outcome[0], GGUFError) and "not a regular file" in str(outcome[0])

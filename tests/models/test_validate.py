@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,11 +11,15 @@ import pytest
 from hivetray.devtools import tinymodels
 from hivetray.errors import (
     InvalidModelFile,
+    ModelLoadError,
     NotARerankModel,
     ProjectorMismatch,
     ProjectorMissing,
 )
+from hivetray.models import validate
+from hivetray.models.gguf import GGUFInfo
 from hivetray.models.validate import check_role, validation_message
+from tests.models import hostile_gguf
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +86,62 @@ def test_validation_message(files: dict[str, Path]) -> None:
     assert validation_message("chat", str(files["chat"]), None) is None
     message = validation_message("chat", str(files["truncated"]), None)
     assert message is not None and "truncated" in message
+
+
+# -- hostile files: whatever goes wrong, the check ends in a typed error naming the file -------
+
+HOSTILE_WRITERS: dict[str, Callable[[Path], Path]] = {
+    "nested": hostile_gguf.write_nested_arrays,
+    "huge-string": hostile_gguf.write_huge_string,
+    "huge-array": hostile_gguf.write_huge_array,
+    "many-tensors": hostile_gguf.write_many_tensors,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_WRITERS))
+def test_hostile_files_are_invalid_model_files(kind: str, tmp_path: Path) -> None:
+    path = HOSTILE_WRITERS[kind](tmp_path / f"{kind}.gguf")
+    with pytest.raises(InvalidModelFile) as caught:
+        check_role("chat", str(path))
+    assert str(path) in str(caught.value) and caught.value.path == str(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_hostile_projector_is_reported_as_the_projector(files: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    mmproj = hostile_gguf.write_nested_arrays(tmp_path / "mmproj.gguf")
+    with pytest.raises(ModelLoadError) as caught:
+        check_role("vision", str(files["chat"]), str(mmproj))
+    assert str(mmproj) in str(caught.value) and "nests arrays" in str(caught.value)
+
+
+@pytest.mark.parametrize("failure", [
+    RecursionError("maximum recursion depth exceeded"),
+    MemoryError(),
+    struct.error("unpack_from requires a buffer of at least 8 bytes"),
+    UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+    ValueError("mmap length is greater than file size\nsecond line"),
+    RuntimeError("anything else"),
+], ids=lambda exc: type(exc).__name__)
+def test_any_failure_of_the_read_names_the_file(failure: Exception, files: dict[str, Path],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_read(path: str) -> GGUFInfo:
+        raise failure
+
+    monkeypatch.setattr(validate, "read_header_cached", failing_read)
+    path = str(files["chat"])
+    with pytest.raises(InvalidModelFile) as caught:
+        check_role("chat", path)
+    message = str(caught.value)
+    assert message.startswith(path) and type(failure).__name__ in message
+    assert "\n" not in message and "pick another file" in message
+
+
+def test_interrupts_are_not_swallowed(files: dict[str, Path],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted_read(path: str) -> GGUFInfo:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validate, "read_header_cached", interrupted_read)
+    with pytest.raises(KeyboardInterrupt):
+        check_role("chat", str(files["chat"]))

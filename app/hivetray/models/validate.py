@@ -22,7 +22,13 @@ POOLING_NONE, POOLING_MEAN, POOLING_CLS, POOLING_LAST, POOLING_RANK = 0, 1, 2, 3
 
 
 def open_model(path: str, what: str = "model") -> GGUFInfo:
-    """Read ``path``'s header or raise :class:`InvalidModelFile` naming it and the fix."""
+    """Read ``path``'s header or raise :class:`InvalidModelFile` naming it and the fix.
+
+    Any failure of the read becomes that error, whatever its type: the file is untrusted
+    input, and a check that escapes with a RecursionError or MemoryError would leave the role
+    stuck in ``starting`` instead of showing ``error`` with the file's name. Only
+    ``KeyboardInterrupt``/``SystemExit`` (not ``Exception``s) go through.
+    """
     try:
         return read_header_cached(path)
     except FileNotFoundError:
@@ -36,6 +42,17 @@ def open_model(path: str, what: str = "model") -> GGUFInfo:
                                path) from None
     except (GGUFError, OSError) as exc:
         raise InvalidModelFile(f"{path} is not a usable {what} file: {exc}", path) from None
+    except Exception as exc:  # a bug or a bound the reader misses: still the file's fault
+        raise _unreadable(path, what, exc) from exc
+
+
+def _unreadable(path: str, what: str, exc: BaseException) -> InvalidModelFile:
+    """The one-line error for a failure the reader did not describe itself."""
+    detail = " ".join(str(exc).split())[:200]
+    reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return InvalidModelFile(f"{path} could not be checked as a {what} file ({reason}); it is "
+                            "damaged or not a model: download it again or pick another file",
+                            path)
 
 
 def rerank_needs_forced_pooling(info: GGUFInfo) -> bool:
@@ -46,7 +63,9 @@ def rerank_needs_forced_pooling(info: GGUFInfo) -> bool:
 def check_role(role: str, model: str | None, mmproj: str | None = None) -> GGUFInfo | None:
     """Validate the files of ``role``; return the model's header (None when unconfigured).
 
-    Raises a :class:`ModelLoadError` subclass whose message names the file and what to do.
+    Raises a :class:`ModelLoadError` subclass whose message names the file and what to do,
+    whatever went wrong. Blocking (it reads files, up to the reader's deadline): call it off
+    the event loop.
     """
     if not model:
         return None
@@ -55,10 +74,15 @@ def check_role(role: str, model: str | None, mmproj: str | None = None) -> GGUFI
         raise InvalidModelFile(f"{model} is a vision projector (mmproj), not a language model: "
                                "set it as the vision role's --mmproj and pick a model file",
                                model)
-    if role == "rerank":
-        check_rerank(info)
-    if role == "vision":
-        check_projector(info, mmproj)
+    try:
+        if role == "rerank":
+            check_rerank(info)
+        if role == "vision":
+            check_projector(info, mmproj)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # odd metadata the rules did not expect: report, never crash
+        raise _unreadable(model, "model", exc) from exc
     return info
 
 
