@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import tomllib
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from hivetray import config as config_module
 from hivetray.config import (
     Config,
     PoolConfig,
@@ -13,7 +19,23 @@ from hivetray.config import (
     default_config,
     load_config,
     save_config,
+    to_toml,
+    write_atomic,
 )
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual desktop umask, under which plain ``open``/``mkdir`` give 0644/0755."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
 
 
 def test_missing_file_gives_defaults(tmp_path: Path) -> None:
@@ -90,3 +112,166 @@ def test_save_then_load_round_trips(tmp_path: Path) -> None:
     assert again.warnings == []
     assert again.config == config
     assert list(path.parent.iterdir()) == [path]  # no temp file left behind
+
+
+def test_a_file_with_a_utf8_bom_is_read_not_thrown_away(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('\ufeff[roles.chat]\nmodel = "/m/chat.gguf"\nn_ctx = 2048\n', encoding="utf-8")
+    result = load_config(path)
+    assert result.warnings == [] and result.backup is None
+    assert result.config.role("chat").model == "/m/chat.gguf"
+    assert result.config.role("chat").n_ctx == 2048
+    assert path.exists()
+
+
+def test_a_tilde_in_a_hand_written_model_path_is_expanded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    path = tmp_path / "config.toml"
+    path.write_text('[roles.vision]\nmodel = "~/v.gguf"\nmmproj = "~/p.gguf"\n')
+    vision = load_config(path).config.role("vision")
+    assert (vision.model, vision.mmproj) == (str(tmp_path / "me" / "v.gguf"),
+                                             str(tmp_path / "me" / "p.gguf"))
+
+
+MODEL_PATHS = [
+    "/models/new\nline.gguf",
+    "/models/tab\tand\rreturn.gguf",
+    '/models/"quoted" \\ back\\slash.gguf',
+    "C:\\Users\\zoë\\Modèles\\chat.gguf",
+    "/models/\x00\x01\x1f\x7f\b\f nul and friends.gguf",
+    "/modèles/蜂 🐝 \u2028 \x85.gguf",
+    "/models/''' triple.gguf",
+]
+
+
+@pytest.mark.parametrize("model", MODEL_PATHS)
+def test_any_model_path_round_trips_through_the_file(tmp_path: Path, model: str) -> None:
+    path = tmp_path / "config.toml"
+    roles = dict(default_config().roles)
+    roles["vision"] = RoleConfig(model=model, mmproj=model + ".mmproj")
+    config = Config(roles=roles)
+    save_config(path, config)
+    again = load_config(path)
+    assert again.warnings == []
+    assert again.config == config
+    assert again.config.role("vision").model == model
+
+
+def test_the_file_keeps_its_shape(tmp_path: Path) -> None:
+    roles = dict(default_config().roles)
+    roles["chat"] = replace(roles["chat"], model="/m/c.gguf", pinned=True)
+    raw = tomllib.loads(to_toml(Config(roles=roles)))
+    assert raw["roles"] == {"chat": {"model": "/m/c.gguf", "pinned": True}}  # only what changed
+    assert set(raw["pool"]) == set(PoolConfig.__dataclass_fields__)  # every pool setting
+    assert raw["hotkeys"] == {"quick_chat": "Ctrl+Alt+Space"}
+    assert "roles" not in tomllib.loads(to_toml(default_config()))  # no empty table
+
+
+def test_a_symlinked_config_stays_a_symlink(tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    target = dotfiles / "hivetray.toml"
+    target.write_text("[pool]\ncooldown_s = 9\n")
+    link = tmp_path / "conf" / "config.toml"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    config = Config(roles=dict(default_config().roles), pool=PoolConfig(cooldown_s=2.5))
+    save_config(link, config)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert load_config(link).config == config
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["hivetray.toml"]  # no temp left
+    assert sorted(p.name for p in link.parent.iterdir()) == ["config.toml"]
+
+
+def fail_fsync(_fd: int) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def fail_replace(_src: object, _dst: object) -> None:
+    raise PermissionError(13, "Permission denied")
+
+
+@pytest.mark.parametrize("breakage", ["fsync", "replace", "encode"])
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, breakage: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[pool]\ncooldown_s = 9\n")
+    config = default_config()
+    if breakage == "fsync":
+        monkeypatch.setattr(config_module.os, "fsync", fail_fsync)
+    elif breakage == "replace":
+        monkeypatch.setattr(config_module.os, "replace", fail_replace)
+    else:  # a path with undecodable bytes (surrogate-escaped) cannot be written as UTF-8
+        roles = dict(config.roles)
+        roles["chat"] = RoleConfig(model="/models/\udcff.gguf")
+        config = Config(roles=roles)
+    with pytest.raises((OSError, UnicodeEncodeError)):
+        save_config(path, config)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+    assert path.read_text() == "[pool]\ncooldown_s = 9\n"
+
+
+def test_written_files_and_created_folders_are_private_whatever_the_umask(
+        tmp_path: Path, umask_022: None) -> None:
+    tmp_path.chmod(0o755)
+    fresh = tmp_path / "new" / "deeper" / "workers.json"
+    write_atomic(fresh, "{}")
+    assert mode(fresh) == 0o600
+    assert mode(tmp_path / "new") == 0o700 and mode(tmp_path / "new" / "deeper") == 0o700
+    assert mode(tmp_path) == 0o755  # a folder that was already there is not ours to change
+    shared = tmp_path / "config.toml"
+    shared.write_text("[pool]\n")
+    shared.chmod(0o644)
+    save_config(shared, default_config())
+    assert mode(shared) == 0o600
+
+
+def test_the_temp_file_is_private_before_anything_is_written_to_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask_022: None) -> None:
+    seen: list[int] = []
+    real_fsync = os.fsync
+
+    def spy_fsync(fd: int) -> None:
+        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(config_module.os, "fsync", spy_fsync)
+    write_atomic(tmp_path / "hivetray.port", '{"token": "secret"}')
+    assert seen and seen[0] == 0o600
+
+
+def test_the_malformed_file_backup_is_private(tmp_path: Path, umask_022: None) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[roles.chat]\nmodel = \n")
+    path.chmod(0o644)
+    result = load_config(path)
+    assert result.backup is not None and mode(result.backup) == 0o600
+    assert result.backup.read_text() == "[roles.chat]\nmodel = \n"
+
+
+def test_two_malformed_loads_in_one_second_keep_both_backups(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    backups = []
+    for text in ("first = = 1\n", "second = = 2\n"):
+        path.write_text(text)
+        backup = load_config(path, clock=lambda: 1_700_000_000.0).backup
+        assert backup is not None
+        backups.append(backup)
+    assert backups[0] != backups[1]
+    assert [b.read_text() for b in backups] == ["first = = 1\n", "second = = 2\n"]
+
+
+def test_a_malformed_symlinked_config_is_kept_beside_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "dotfiles" / "hivetray.toml"
+    target.parent.mkdir()
+    target.write_text("oops = = 1\n")
+    link = tmp_path / "config.toml"
+    link.symlink_to(target)
+    result = load_config(link)
+    assert result.backup is not None and result.backup.parent == target.parent
+    assert not result.backup.is_symlink()
+    assert result.backup.read_text() == "oops = = 1\n"
+    save_config(link, default_config())  # settings saved again go where the user keeps them
+    assert link.is_symlink() and load_config(link).config == default_config()

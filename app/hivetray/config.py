@@ -1,20 +1,32 @@
-"""``config.toml``: reading it forgivingly, writing it atomically.
+"""``config.toml``: reading it forgivingly, writing it atomically and privately.
 
 A user's hand-edited file must never stop the app: a file that is not valid TOML is moved aside as
 a backup and the app runs on defaults; a single bad value is reported by key and replaced by its
 default. Both cases produce human-readable warnings the caller shows (CLI stderr, tray message).
+
+Writing must never lose or expose what the user wrote: files go through :func:`write_atomic`
+(a crash mid-write leaves the old file; a symlinked file stays a symlink; files are 0600 and new
+folders 0700 whatever the umask, since model paths, tokens and worker records are private).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import tomli_w
+
 from hivetray import ROLES
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
 
 DEFAULT_IDLE_TIMEOUT_S: dict[str, float] = {
     "chat": 900.0, "vision": 900.0, "embed": 300.0, "rerank": 300.0,
@@ -31,6 +43,9 @@ class RoleConfig:
     n_threads: int = 0  # 0 = let llama.cpp decide
     idle_timeout_s: float = 900.0
     pinned: bool = False
+    # the deadline for loading the model; 0 = automatic (grows with the files' size, see
+    # hivetray.pool.health.start_timeout_s), so a frozen load never hangs the role for ever
+    start_timeout_s: float = 0.0
 
     @property
     def configured(self) -> bool:
@@ -77,15 +92,24 @@ class LoadResult:
     backup: Path | None = None
 
 
-def load_config(path: Path) -> LoadResult:
-    """Read ``path``; never raises for bad content, only reports it in ``warnings``."""
+def load_config(path: Path, clock: Callable[[], float] = time.time) -> LoadResult:
+    """Read ``path``; never raises for bad content, only reports it in ``warnings``.
+
+    ``utf-8-sig`` because Windows editors (Notepad) save UTF-8 with a byte-order mark, which
+    tomllib refuses; a BOM is not a reason to throw the user's settings away. ``clock`` names
+    the backup of a malformed file (injectable for tests).
+    """
     if not path.exists():
         return LoadResult(default_config())
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        backup = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-        os.replace(path, backup)
+        try:
+            backup = _keep_aside(path, clock())
+        except OSError as err:  # e.g. a link into a read-only store: leave it, run on defaults
+            return LoadResult(default_config(), [
+                f"{path}: {exc}. Hivetray runs on defaults; fix the file (it could not be "
+                f"kept aside: {err.strerror or err})."])
         return LoadResult(
             default_config(),
             [f"{path}: {exc}. The file was kept as {backup}; Hivetray runs on defaults. "
@@ -94,6 +118,27 @@ def load_config(path: Path) -> LoadResult:
         )
     warnings: list[str] = []
     return LoadResult(_from_dict(raw, path, warnings), warnings)
+
+
+def _keep_aside(path: Path, now: float) -> Path:
+    """Move a malformed config to ``<name>.bad-<time>`` next to the real file; return it.
+
+    The symlink's target is moved, not the link: the link then dangles, and the next save
+    writes through it (see :func:`write_atomic`), so a config kept in a dotfiles repository
+    stays there. An existing backup is never overwritten (two bad loads in one second), and
+    the backup is made private: a rename keeps the old mode, which may be 0644.
+    """
+    real = Path(os.path.realpath(path))
+    stem = f"{real.name}.bad-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+    backup = real.with_name(stem)
+    counter = 1
+    while os.path.lexists(backup):
+        backup = real.with_name(f"{stem}-{counter}")
+        counter += 1
+    os.replace(real, backup)
+    with contextlib.suppress(OSError):  # not ours to chmod (another owner): keep the content
+        os.chmod(backup, PRIVATE_FILE_MODE)
+    return backup
 
 
 def _from_dict(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
@@ -150,7 +195,8 @@ def _coerce(value: Any, expected: type, key: str) -> Any:
     if key in ("model", "mmproj"):
         if value == "" or value is None:
             return None
-        return value if isinstance(value, str) else _BAD
+        # "~/models/x.gguf" written by hand must reach the pool as a path it can open
+        return os.path.expanduser(value) if isinstance(value, str) else _BAD
     if expected is bool:
         return value if isinstance(value, bool) else _BAD
     if expected is int:
@@ -163,31 +209,28 @@ def _coerce(value: Any, expected: type, key: str) -> Any:
 
 
 def to_toml(config: Config) -> str:
-    """Serialise ``config``; only non-default role settings and all pool settings are written."""
-    lines: list[str] = []
+    """Serialise ``config``; only non-default role settings, all pool and hotkey settings.
+
+    ``tomli_w`` escapes what a hand-rolled writer forgets (a newline or tab in a path would
+    break the whole file). ``None`` is left out: TOML has no null, and a missing key reads
+    back as the default (no model).
+    """
+    document: dict[str, Any] = {}
+    roles: dict[str, dict[str, Any]] = {}
     for name in ROLES:
         role = config.role(name)
         base = default_role(name)
-        changed = [(f.name, getattr(role, f.name)) for f in fields(role)
-                   if getattr(role, f.name) != getattr(base, f.name)]
+        changed = {f.name: getattr(role, f.name) for f in fields(role)
+                   if getattr(role, f.name) != getattr(base, f.name)
+                   and getattr(role, f.name) is not None}
         if changed:
-            lines.append(f"[roles.{name}]")
-            lines += [f"{key} = {_toml_value(value)}" for key, value in changed]
-            lines.append("")
+            roles[name] = changed
+    if roles:
+        document["roles"] = roles
     for title, section in (("pool", config.pool), ("hotkeys", config.hotkeys)):
-        lines.append(f"[{title}]")
-        lines += [f"{f.name} = {_toml_value(getattr(section, f.name))}" for f in fields(section)]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+        document[title] = {f.name: getattr(section, f.name) for f in fields(section)
+                           if getattr(section, f.name) is not None}
+    return tomli_w.dumps(document)
 
 
 def save_config(path: Path, config: Config) -> None:
@@ -196,10 +239,72 @@ def save_config(path: Path, config: Config) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Replace ``path`` with ``text`` (UTF-8) so readers see the old or the new file, never half.
+
+    Why each step: the symlink is resolved first so ``os.replace`` lands on its target and the
+    link survives; the temp file is created 0600 next to the target (same filesystem, so the
+    replace is atomic) and chmod-ed in case the umask took bits away; any failure removes the
+    temp file and re-raises, leaving the old file untouched. Folders created on the way are 0700.
+    """
+    target = Path(os.path.realpath(path))
+    ensure_private_dir(target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                    dir=target.parent)
+    try:
+        handle = open(fd, "w", encoding="utf-8")  # closed by the ``with`` below
+    except BaseException:
+        os.close(fd)
+        _remove_quietly(tmp_name)
+        raise
+    try:
+        with handle:
+            if hasattr(os, "fchmod"):  # POSIX; Windows has no group/other bits to take away
+                os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        _remove_quietly(tmp_name)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _remove_quietly(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+
+
+def ensure_private_dir(folder: Path) -> None:
+    """Create ``folder`` and its missing parents as 0700; leave existing folders alone.
+
+    ``mkdir(mode=...)`` is filtered by the umask and ``parents=True`` ignores ``mode`` for the
+    parents, so each created level is created one by one and chmod-ed explicitly.
+    """
+    missing: list[Path] = []
+    current = folder
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for level in reversed(missing):
+        try:
+            level.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            if level.is_dir():
+                continue  # made by someone else meanwhile: not ours to chmod
+            raise
+        os.chmod(level, PRIVATE_DIR_MODE)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable too (POSIX); folders cannot be opened this way on Windows."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

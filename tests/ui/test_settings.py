@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,8 +14,27 @@ from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from hivetray.config import default_config, load_config
+from hivetray.models.validate import validation_message
 from hivetray.paths import AppPaths
 from hivetray.ui.settings import SettingsDialog, check_gguf
+
+
+@pytest.fixture
+def warned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts of the warning boxes the dialog shows (no modal box in a test)."""
+    texts: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning",
+                        lambda _parent, _title, text: texts.append(text))
+    return texts
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def test_round_trip_saves_every_field(qtbot: QtBot, home: AppPaths, tmp_path: Path,
@@ -60,3 +84,109 @@ def test_a_file_that_is_not_gguf_is_refused_and_nothing_is_written(
 def test_check_gguf_says_what_is_wrong(tmp_path: Path) -> None:
     assert "does not exist" in str(check_gguf(str(tmp_path / "missing.gguf")))
     assert check_gguf("") is None
+
+
+
+@pytest.mark.parametrize("typed", ["~/models/chat.gguf", "models/chat.gguf"])
+def test_the_saved_path_is_the_expanded_absolute_one_that_was_checked(
+        qtbot: QtBot, home: AppPaths, tmp_path: Path, tiny_models: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch, typed: str) -> None:
+    user_home = tmp_path / "me"
+    (user_home / "models").mkdir(parents=True)
+    shutil.copy(tiny_models["chat"], user_home / "models" / "chat.gguf")
+    monkeypatch.setenv("HOME", str(user_home))
+    monkeypatch.chdir(user_home)
+    dialog = SettingsDialog(home, default_config())
+    qtbot.addWidget(dialog)
+    dialog.role_tabs["chat"].model.edit.setText(typed)
+    with qtbot.waitSignal(dialog.saved):
+        dialog.save()
+    written = tomllib.loads(home.config_file.read_text())["roles"]["chat"]["model"]
+    assert written == str(user_home / "models" / "chat.gguf")  # in the file, not only on load
+    assert load_config(home.config_file).config.role("chat").model == written
+
+
+def truncated_copy(source: Path, folder: Path) -> Path:
+    data = source.read_bytes()
+    cut = folder / "cut.gguf"
+    cut.write_bytes(data[: len(data) // 2])
+    return cut
+
+
+# (role, model fixture, mmproj fixture, what the refusal says)
+REFUSED = [
+    ("chat", "mmproj", None, "vision projector"),
+    ("embed", "mmproj", None, "vision projector"),
+    ("rerank", "embed", None, "not a reranker"),
+    ("vision", "chat", None, "needs a projector"),
+    ("vision", "chat", "chat", "not a projector"),
+    ("chat", "truncated", None, "truncated"),
+    ("chat", "random", None, "is not a GGUF model file"),
+]
+
+
+@pytest.mark.parametrize(("role", "model", "mmproj", "reason"), REFUSED)
+def test_settings_refuses_what_the_pool_refuses(
+        qtbot: QtBot, home: AppPaths, tmp_path: Path, tiny_models: dict[str, Path],
+        warned: list[str], role: str, model: str, mmproj: str | None, reason: str) -> None:
+    files = dict(tiny_models, truncated=truncated_copy(tiny_models["chat"], tmp_path))
+    model_path = str(files[model])
+    mmproj_path = str(files[mmproj]) if mmproj else None
+    assert validation_message(role, model_path, mmproj_path) is not None  # the pool refuses
+    dialog = SettingsDialog(home, default_config())
+    qtbot.addWidget(dialog)
+    tab = dialog.role_tabs[role]
+    tab.model.edit.setText(model_path)
+    if tab.mmproj is not None:
+        tab.mmproj.edit.setText(mmproj_path or "")
+    with qtbot.assertNotEmitted(dialog.saved):
+        dialog.save()
+    assert warned and reason in warned[0]
+    assert not home.config_file.exists()
+
+
+def test_the_field_shows_the_pools_reason_as_it_is_typed(
+        qtbot: QtBot, home: AppPaths, tiny_models: dict[str, Path]) -> None:
+    dialog = SettingsDialog(home, default_config())
+    qtbot.addWidget(dialog)
+    vision = dialog.role_tabs["vision"]
+    assert vision.mmproj is not None
+    vision.model.edit.setText(str(tiny_models["chat"]))
+    assert "needs a projector" in vision.mmproj.edit.toolTip()  # on the field it is about
+    assert vision.mmproj.edit.styleSheet()
+    vision.mmproj.edit.setText(str(tiny_models["chat"]))
+    assert "not a projector" in vision.mmproj.edit.toolTip()
+    vision.mmproj.edit.setText(str(tiny_models["mmproj"]))
+    assert vision.mmproj.edit.toolTip() == "" and vision.model.edit.toolTip() == ""
+    chat = dialog.role_tabs["chat"]
+    chat.model.edit.setText(str(tiny_models["mmproj"]))
+    assert "vision projector" in chat.model.edit.toolTip()
+    assert chat.model.edit.styleSheet()
+
+
+def test_a_good_vision_pair_and_reranker_are_saved(
+        qtbot: QtBot, home: AppPaths, tiny_models: dict[str, Path], warned: list[str]) -> None:
+    dialog = SettingsDialog(home, default_config())
+    qtbot.addWidget(dialog)
+    vision = dialog.role_tabs["vision"]
+    assert vision.mmproj is not None
+    vision.model.edit.setText(str(tiny_models["chat"]))
+    vision.mmproj.edit.setText(str(tiny_models["mmproj"]))
+    dialog.role_tabs["rerank"].model.edit.setText(str(tiny_models["rerank"]))
+    with qtbot.waitSignal(dialog.saved):
+        dialog.save()
+    assert warned == []
+    config = load_config(home.config_file).config
+    assert (config.role("vision").model, config.role("vision").mmproj) == (
+        str(tiny_models["chat"]), str(tiny_models["mmproj"]))
+    assert config.role("rerank").model == str(tiny_models["rerank"])
+
+
+def test_saved_settings_are_private_whatever_the_umask(
+        qtbot: QtBot, home: AppPaths, tiny_models: dict[str, Path], umask_022: None) -> None:
+    dialog = SettingsDialog(home, default_config())
+    qtbot.addWidget(dialog)
+    dialog.role_tabs["chat"].model.edit.setText(str(tiny_models["chat"]))
+    with qtbot.waitSignal(dialog.saved):
+        dialog.save()
+    assert stat.S_IMODE(os.stat(home.config_file).st_mode) == 0o600

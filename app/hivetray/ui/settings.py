@@ -1,11 +1,11 @@
-"""Settings: model per role (with a GGUF check), context, threads, idle timeout, pin, the
-restart budget, the hotkey and start at login. Saved atomically to config.toml; the app then
-applies it live (a role whose model changed is respawned)."""
+"""Settings: model per role (with the pool's own model check), context, threads, idle timeout,
+pin, the restart budget, the hotkey and start at login. Saved atomically to config.toml; the app
+then applies it live (a role whose model changed is respawned)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
-from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence
@@ -29,27 +29,61 @@ from PySide6.QtWidgets import (
 
 from hivetray import ROLES, autostart
 from hivetray.config import Config, PoolConfig, RoleConfig, save_config
+from hivetray.errors import InvalidModelFile, ModelLoadError, ProjectorMismatch, ProjectorMissing
+from hivetray.models.validate import check_role, open_model
 from hivetray.paths import AppPaths
 from hivetray.ui.hotkeys import toggle_command
 from hivetray.ui.model_download import ModelDownloader
 
-GGUF_MAGIC = b"GGUF"
 
+def expand_path(text: str) -> str | None:
+    """What the user typed, as the path the pool will open: ``~`` expanded, made absolute.
 
-def check_gguf(path: str) -> str | None:
-    """A quick look at the file before saving: None when it looks like a GGUF model."""
-    if not path:
+    Why: the check and the saved value must be the same path; a saved ``~/model.gguf`` is a
+    file the worker cannot find, and a relative path depends on where the app was started.
+    An absolute path is kept exactly as typed (no symlink or ``..`` resolution).
+    """
+    text = text.strip()
+    if not text:
         return None
-    file = Path(path).expanduser()
-    if not file.is_file():
-        return f"{file} does not exist"
+    path = os.path.expanduser(text)
+    return path if os.path.isabs(path) else os.path.abspath(path)
+
+
+def check_gguf(path: str, what: str = "model") -> str | None:
+    """One file on its own, read by the pool's reader (``open_model``): None when it is usable.
+
+    Worded for a form field; the role rules (a projector is not a chat model, ...) come after,
+    from :func:`role_problem`.
+    """
+    file = expand_path(path)
+    if file is None:
+        return None
+    if not os.path.lexists(file):
+        return f"{file} does not exist: choose the file again, or clear the field"
     try:
-        with open(file, "rb") as handle:
-            magic = handle.read(4)
-    except OSError as exc:
-        return f"{file} cannot be read: {exc.strerror}"
-    if magic != GGUF_MAGIC:
-        return f"{file} is not a GGUF model file (it does not start with 'GGUF')"
+        open_model(file, what)
+    except InvalidModelFile as exc:
+        message = str(exc)
+        lead = f"{file} is not a usable {what} file: "
+        if message.startswith(lead):  # header problems: say plainly what the file is not
+            return f"{file} is not a GGUF {what} file Hivetray can load: {message[len(lead):]}"
+        return message
+    except Exception as exc:  # a hostile file must not break the dialog
+        return f"{file} could not be checked ({type(exc).__name__}: {exc}): choose another file"
+    return None
+
+
+def role_problem(role: str, model: str | None, mmproj: str | None) -> ModelLoadError | None:
+    """The pool's own check of the role's files (``check_role``), so Settings never saves what
+    the pool would refuse to start; None when they are fine."""
+    try:
+        check_role(role, model, mmproj)
+    except ModelLoadError as exc:
+        return exc
+    except Exception as exc:  # any failure of the check refuses, as in the pool
+        return InvalidModelFile(f"{model} could not be checked ({type(exc).__name__}: {exc}): "
+                                "choose another file", model)
     return None
 
 
@@ -61,27 +95,25 @@ class PathField(QWidget):
         self.edit.setClearButtonEnabled(True)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
-        self.status = QLabel()
         self._caption = caption
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.edit, 1)
         layout.addWidget(browse)
-        self.edit.textChanged.connect(self._validate)
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, self._caption, self.edit.text(),
+        path, _ = QFileDialog.getOpenFileName(self, self._caption, self.value() or "",
                                               "GGUF models (*.gguf);;All files (*)")
         if path:
             self.edit.setText(path)
 
-    def _validate(self) -> None:
-        problem = check_gguf(self.edit.text().strip())
+    def show_problem(self, problem: str | None) -> None:
         self.edit.setToolTip(problem or "")
         self.edit.setStyleSheet("QLineEdit { border: 1px solid #e5484d; }" if problem else "")
 
     def value(self) -> str | None:
-        return self.edit.text().strip() or None
+        """The expanded absolute path (what is checked is what is saved)."""
+        return expand_path(self.edit.text())
 
 
 class RoleTab(QWidget):
@@ -112,6 +144,11 @@ class RoleTab(QWidget):
         form.addRow("Stop when idle for", self.idle)
         self.pinned = QCheckBox("Start at launch and never stop when idle")
         form.addRow("Pinned", self.pinned)
+        for path_field in self._path_fields():
+            path_field.edit.textChanged.connect(self._validate)
+
+    def _path_fields(self) -> list[PathField]:
+        return [self.model] + ([self.mmproj] if self.mmproj else [])
 
     def load(self, cfg: RoleConfig) -> None:
         self.model.edit.setText(cfg.model or "")
@@ -132,8 +169,28 @@ class RoleTab(QWidget):
                        idle_timeout_s=idle_s, pinned=self.pinned.isChecked())
 
     def problems(self) -> list[str]:
-        fields = [self.model] + ([self.mmproj] if self.mmproj else [])
-        return [p for f in fields if (p := check_gguf(f.edit.text().strip()))]
+        """Every reason the pool would refuse this role's files, shown on the field it is about.
+
+        Each file is read on its own first (a missing projector is named as such), then the
+        role rules run on both; the header read is cached, so this is cheap on each keystroke.
+        """
+        found: dict[PathField, str] = {}
+        for path_field, what in ((self.model, "model"), (self.mmproj, "projector")):
+            if path_field is not None and (problem := check_gguf(path_field.edit.text(), what)):
+                found[path_field] = problem
+        if not found:
+            mmproj = self.mmproj.value() if self.mmproj else None
+            error = role_problem(self.role, self.model.value(), mmproj)
+            if error is not None:
+                about_projector = isinstance(error, ProjectorMissing | ProjectorMismatch)
+                where = self.mmproj if about_projector and self.mmproj else self.model
+                found[where] = str(error)
+        for path_field in self._path_fields():
+            path_field.show_problem(found.get(path_field))
+        return list(found.values())
+
+    def _validate(self) -> None:
+        self.problems()
 
 
 class SettingsDialog(QDialog):
@@ -224,7 +281,7 @@ class SettingsDialog(QDialog):
         problems = [p for tab in self.role_tabs.values() for p in tab.problems()]
         if problems:
             QMessageBox.warning(self, "Check the model files", "\n".join(problems)
-                                + "\n\nChoose a .gguf model file, or clear the field.")
+                                + "\n\nChoose another file, or clear the field.")
             return
         config = self.collect()
         try:
