@@ -178,6 +178,57 @@ class PoolClosed(HivetrayError):
     """The pool is shutting down and takes no new requests."""
 
 
+class WorkerBusy(HivetrayError):
+    """Too many requests already wait for this role's worker: try again shortly.
+
+    Every queue is bounded so that a flood of requests (many large images) cannot hold the
+    app's memory; past the bound callers are told at once instead of waiting in line.
+    """
+
+    wire_fields = ("role", "queued")
+
+    def __init__(self, role: str, queued: int, what: str = "requests") -> None:
+        super().__init__(f"the {role} worker is busy ({queued} {what} already waiting); "
+                         "try again in a moment")
+        self.role = role
+        self.queued = queued
+
+
+class AlreadyRunning(HivetrayError):
+    """Another Hivetray instance owns this home (its lock is held)."""
+
+
+class NoInstance(HivetrayError):
+    """No running Hivetray answers on this user's socket."""
+
+
+class UnsafeRuntimeDir(HivetrayError):
+    """The folder for the instance socket is not private to this user, so it is not used."""
+
+    wire_fields = ("path",)
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path} is not safe for Hivetray's socket: {problem}. Remove it (or "
+                         "fix its owner and permissions: a folder owned by you with mode 700), "
+                         "or set XDG_RUNTIME_DIR to a private folder")
+        self.path = path
+
+
+class ReplyTooLarge(HivetrayError):
+    """The instance's reply is larger than a client reads in one line."""
+
+    wire_fields = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the reply is larger than {limit / 2**20:.0f} MiB: ask for less at "
+                         "once (fewer texts or documents per call)")
+        self.limit = limit
+
+
+class InternalError(HivetrayError):
+    """A bug in Hivetray itself; the details are in the app log, not in the reply."""
+
+
 def describe_exit(exitcode: int | None) -> str:
     """Say how a process ended in words: 'was killed by SIGKILL', 'exited with code 3'."""
     if exitcode is None:
