@@ -12,6 +12,19 @@ from hivetray.workers.spec import WorkerSpec
 _pids = itertools.count(50_000)
 
 
+class FakeClock:
+    """A clock that only moves when told to (tests)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
 class FakeLink:
     """Records what the supervisor sends; the test plays the worker's part.
 

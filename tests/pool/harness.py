@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hivetray.config import PoolConfig, RoleConfig
-from hivetray.pool.clock import FakeClock
 from hivetray.pool.events import Event, EventKind, EventLog
 from hivetray.pool.role import RoleSupervisor
 from hivetray.pool.states import RoleState
-from tests.pool.fakes import FakeSpawner
+from tests.pool.fakes import FakeClock, FakeSpawner
 
 T = TypeVar("T")
 
@@ -42,12 +41,17 @@ def make_rig(tmp_path: Path, *, model: str | None = "/models/m.gguf", pinned: bo
         pool or PoolConfig(restart_budget=3, restart_window_s=60, cooldown_s=60,
                            health_interval_s=10, ping_timeout_s=5, shutdown_grace_s=0.05),
         spawner=spawner, clock=clock, events=events, log_path=tmp_path / "worker-chat.log",
-        validate_model=lambda role, model, mmproj: None)
+        validate_model=lambda role, model, mmproj: None, run_blocking=inline)
     role.timing.term_s = 0.05
     rig = Rig(role, spawner, clock, events)
     events.subscribe(lambda e: rig.transitions.append((e.data["old"], e.data["new"]))
                      if e.kind is EventKind.STATE else None)
     return rig
+
+
+async def inline(fn: Callable[[], int]) -> int:
+    """The file check runs in a thread in production; here it is instant and inline."""
+    return fn()
 
 
 def run(factory: Callable[[], Awaitable[T]]) -> T:

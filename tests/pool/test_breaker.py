@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hivetray.pool.breaker import BreakerState, CircuitBreaker
-from hivetray.pool.clock import FakeClock
+from tests.pool.fakes import FakeClock
 
 
 def make(budget: int = 3) -> tuple[CircuitBreaker, FakeClock]:

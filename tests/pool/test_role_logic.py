@@ -221,6 +221,7 @@ def test_pinned_role_restarts_after_a_crash(tmp_path: Path) -> None:
         await start_ready(rig)
         rig.spawner.last.exit(-11)
         assert rig.role.state is S.STARTING
+        await settle()  # the respawn follows the file check
         assert len(rig.spawner.links) == 2
 
     run(scenario)
@@ -229,8 +230,10 @@ def test_pinned_role_restarts_after_a_crash(tmp_path: Path) -> None:
 def test_crash_fails_in_flight_requests_with_the_log_tail(tmp_path: Path) -> None:
     async def scenario() -> None:
         rig = make_rig(tmp_path)
-        (tmp_path / "worker-chat.log").write_text("loading\nGGML_ASSERT(x) failed\n")
+        (tmp_path / "worker-chat.log").write_text("an older worker's line\n")
         await start_ready(rig)
+        with open(tmp_path / "worker-chat.log", "a") as log:  # this worker's last words
+            log.write("loading\nGGML_ASSERT(x) failed\n")
         async with open_request(rig) as (task, _rid):
             rig.spawner.last.exit(-6)
             with pytest.raises(WorkerCrashed) as info:
@@ -239,6 +242,7 @@ def test_crash_fails_in_flight_requests_with_the_log_tail(tmp_path: Path) -> Non
         assert "the chat worker was killed by SIGABRT" in message
         assert str(tmp_path / "worker-chat.log") in message
         assert info.value.log_tail.endswith("GGML_ASSERT(x) failed")
+        assert "older worker" not in info.value.log_tail  # only this worker's lifetime
         assert rig.role.in_flight.__len__() == 0
 
     run(scenario)

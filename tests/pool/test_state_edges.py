@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hivetray.config import PoolConfig, RoleConfig
-from hivetray.errors import RoleInError
+from hivetray.errors import RoleInError, WorkerCrashed
 from hivetray.pool.states import LEGAL_TRANSITIONS, IllegalTransition, RoleState
 from tests.pool.harness import make_rig, open_request, run, settle, start_ready
 
@@ -188,6 +188,42 @@ def test_ready_or_busy_to_cooling_down_on_the_crash_over_budget(tmp_path: Path,
     run(scenario)
 
 
+def test_starting_to_stopped_when_killed_from_outside_while_loading(tmp_path: Path) -> None:
+    """SIGKILL while loading (what the OOM killer sends): a crash within the restart budget,
+    not a load error; the waiting caller gets the crash, the next call tries again."""
+    check = edge(S.STARTING, S.STOPPED)
+
+    async def scenario() -> None:
+        rig = make_rig(tmp_path)
+        waiter = asyncio.ensure_future(rig.role.ensure_ready())
+        await settle()
+        rig.spawner.last.exit(-9)
+        with pytest.raises(WorkerCrashed, match="killed by SIGKILL"):
+            await waiter
+        assert rig.role.state is S.STOPPED and rig.role.breaker.crashes_in_window() == 1
+        check(rig.transitions)
+        await start_ready(rig)  # a fresh worker, no retry needed
+        assert len(rig.spawner.links) == 2
+
+    run(scenario)
+
+
+def test_starting_to_cooling_down_when_loads_keep_being_killed(tmp_path: Path) -> None:
+    check = edge(S.STARTING, S.COOLING_DOWN)
+
+    async def scenario() -> None:
+        rig = make_rig(tmp_path, pool=PoolConfig(restart_budget=0, shutdown_grace_s=0.05))
+        waiter = asyncio.ensure_future(rig.role.ensure_ready())
+        await settle()
+        rig.spawner.last.exit(-15)
+        with pytest.raises(WorkerCrashed):
+            await waiter
+        assert rig.role.state is S.COOLING_DOWN
+        check(rig.transitions)
+
+    run(scenario)
+
+
 def test_cooling_down_to_stopped_when_the_cooldown_ends(tmp_path: Path) -> None:
     check = edge(S.COOLING_DOWN, S.STOPPED)
 
@@ -212,6 +248,7 @@ def test_error_to_stopped_on_retry(tmp_path: Path) -> None:
     async def scenario() -> None:
         rig = make_rig(tmp_path)
         rig.role.begin_start()
+        await settle()
         rig.spawner.last.load_error()
         assert rig.role.state is S.ERROR
         rig.role.retry()

@@ -12,9 +12,9 @@ import pytest
 from hivetray.config import PoolConfig
 from hivetray.paths import AppPaths
 from hivetray.pool import WorkerPool
-from hivetray.pool.clock import FakeClock
 from tests.conftest import make_config
-from tests.pool.fakes import FakeSpawner
+from tests.pool.fakes import FakeClock, FakeSpawner
+from tests.pool.harness import inline
 
 
 @dataclass
@@ -54,6 +54,6 @@ def pool_rig(home: AppPaths) -> Iterator[PoolRig]:
     config = make_config(Path("/models/chat.gguf"),
                          pool=PoolConfig(restart_budget=1, cooldown_s=60, shutdown_grace_s=0.05))
     pool = WorkerPool(config, home, spawner=spawner, clock=clock,
-                      validate_model=lambda role, model, mmproj: None)
+                      validate_model=lambda role, model, mmproj: None, run_blocking=inline)
     yield PoolRig(pool, clock, spawner, loop)
     loop.close()

@@ -28,11 +28,13 @@ class EventKind(StrEnum):
     BREAKER_OPEN = "breaker_open"
     BREAKER_CLOSED = "breaker_closed"
     PING_TIMEOUT = "ping_timeout"
+    START_TIMEOUT = "start_timeout"
     REAP = "reap"
     STOP = "stop"
     ESCALATE = "escalate"
     SWEEP = "sweep"
     CONFIG = "config"
+    TASK_FAILED = "task_failed"
 
 
 @dataclass(frozen=True)

@@ -23,45 +23,71 @@ from hivetray.models.validate import check_role
 from hivetray.paths import AppPaths
 from hivetray.pool.clock import Clock, MonotonicClock
 from hivetray.pool.events import Event, EventKind, EventLog
-from hivetray.pool.role import ModelCheck, RoleSupervisor
+from hivetray.pool.role import (
+    BlockingRunner,
+    ModelCheck,
+    NoRegistry,
+    RoleSupervisor,
+    WorkerRegistry,
+)
 from hivetray.pool.sweep import WorkerRecord
+from hivetray.pool.tasks import TaskSet, wait_shielded
 from hivetray.pool.transport import Spawner, process_spawner
 
 log = logging.getLogger(__name__)
 
 
 class WorkerPool:
+    """The roles' supervisors, their ticker, and shutdown.
+
+    ``private=True`` is a pool for one command's duration (a CLI command with no instance
+    reachable, the self-test): it never sweeps, never writes the shared worker record and never
+    starts pinned roles by itself, so it cannot disturb the home's owner or another private
+    pool. Only the owner (``private=False``, created after the home's lock is held) does.
+    """
+
     def __init__(self, config: Config, paths: AppPaths, *, spawner: Spawner | None = None,
                  clock: Clock | None = None, tick_s: float = 0.25,
                  faults: frozenset[str] = frozenset(),
-                 validate_model: ModelCheck = check_role) -> None:
+                 validate_model: ModelCheck = check_role,
+                 run_blocking: BlockingRunner | None = None, private: bool = False) -> None:
         self.config = config
         self.paths = paths
+        self.private = private
         self.clock = clock or MonotonicClock()
         self.events = EventLog()
+        self.tasks = TaskSet(self._task_failed)
         self.tick_s = tick_s
         self.record = WorkerRecord(paths.workers_record)
+        registry: WorkerRegistry = NoRegistry() if private else self.record
         self.roles: dict[str, RoleSupervisor] = {
             name: RoleSupervisor(
                 name, config.role(name), config.pool, spawner=spawner or process_spawner,
                 clock=self.clock, events=self.events, log_path=paths.worker_log(name),
-                on_pid=self.record.update, faults=faults, validate_model=validate_model)
+                registry=registry, faults=faults, validate_model=validate_model,
+                tasks=self.tasks, eager=not private,
+                **({"run_blocking": run_blocking} if run_blocking is not None else {}))
             for name in ROLES
         }
         self._ticker: asyncio.Task[None] | None = None
         self._shutdown: asyncio.Task[None] | None = None
 
+    def _task_failed(self, name: str, error: BaseException) -> None:
+        self.events.emit(Event(EventKind.TASK_FAILED, None, f"{name} failed: {error}",
+                               {"type": type(error).__name__}, level="error"))
+
     async def start(self) -> None:
-        """Sweep leftovers, start the ticker, eagerly start pinned roles (all at once)."""
+        """Sweep leftovers (owner only), start the ticker, start pinned roles (all at once)."""
         self.paths.ensure()
-        swept = await asyncio.to_thread(self.record.sweep_leftovers)
-        if swept:
-            self.events.emit(Event(EventKind.SWEEP, None, f"stopped {len(swept)} worker(s) "
-                                   f"left by a previous instance: {swept}", {"pids": swept},
-                                   level="warning"))
+        if not self.private:
+            swept = await asyncio.to_thread(self.record.sweep_leftovers)
+            if swept:
+                self.events.emit(Event(EventKind.SWEEP, None, f"stopped {len(swept)} worker(s) "
+                                       f"left by a previous instance: {swept}", {"pids": swept},
+                                       level="warning"))
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
         for role in self.roles.values():
-            if role.config.pinned and role.config.configured:
+            if role.config.pinned and role.config.configured and not self.private:
                 role.begin_start()
 
     def role(self, name: str) -> RoleSupervisor:
@@ -113,7 +139,7 @@ class WorkerPool:
     async def stop_role(self, role: str, reason: str = "stop asked") -> None:
         task = self.role(role).stop(reason)
         if task is not None:
-            await asyncio.shield(task)
+            await wait_shielded(task)
 
     async def restart(self, role: str) -> None:
         supervisor = self.role(role)
@@ -123,7 +149,7 @@ class WorkerPool:
 
     async def pause_all(self) -> None:
         tasks = [t for r in self.roles.values() if (t := r.stop("pause all")) is not None]
-        await asyncio.gather(*(asyncio.shield(t) for t in tasks))
+        await asyncio.gather(*map(wait_shielded, tasks))
 
     def apply_config(self, config: Config) -> None:
         self.config = config
@@ -132,6 +158,17 @@ class WorkerPool:
             role.reconfigure(config.role(name))
 
     # -- shutdown -----------------------------------------------------------------------------
+    def close_to_requests(self) -> None:
+        """Quitting: take no new request and restart nothing (pinned roles included)."""
+        for role in self.roles.values():
+            role.closed = True
+
+    def kill_all_now(self) -> None:
+        """A second Ctrl-C: SIGKILL every worker without waiting (the app exits at once)."""
+        for role in self.roles.values():
+            for link in role.live_links():
+                link.kill()
+
     def shutdown(self) -> asyncio.Task[None]:
         """Stop everything; idempotent: every call returns the same task."""
         if self._shutdown is None:
@@ -141,10 +178,10 @@ class WorkerPool:
     async def _shutdown_sequence(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-        for role in self.roles.values():
-            role.closed = True
-        tasks = [t for r in self.roles.values() if (t := r.stop("quit")) is not None]
-        await asyncio.gather(*(asyncio.shield(t) for t in tasks))
+        self.close_to_requests()
+        tasks = [t for r in self.roles.values() for t in r.stop_all_workers("quit")]
+        await asyncio.gather(*map(wait_shielded, tasks))
+        await self.tasks.wait()  # starts still checking their files, settling config changes
 
     # -- status -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

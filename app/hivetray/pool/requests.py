@@ -76,3 +76,14 @@ class Usage:
     completion_tokens: int = 0
     tokens_per_s: float | None = None
     load_s: float | None = None
+
+    def record(self, kind: str, payload: Any) -> None:
+        """Count one finished request; a result adds its token counts and speed."""
+        self.requests += 1
+        if kind != "result" or not isinstance(payload, dict):
+            return
+        usage = payload.get("usage") or {}
+        self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        self.completion_tokens += int(usage.get("completion_tokens") or 0)
+        if payload.get("tokens_per_s"):
+            self.tokens_per_s = float(payload["tokens_per_s"])

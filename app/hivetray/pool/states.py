@@ -26,8 +26,10 @@ LEGAL_TRANSITIONS: dict[RoleState, frozenset[RoleState]] = {
     S.UNCONFIGURED: frozenset({S.STOPPED}),
     # stopped → starting (first use, pinned, restart); → unconfigured (model removed)
     S.STOPPED: frozenset({S.STARTING, S.UNCONFIGURED}),
-    # starting → ready (loaded) | error (load failed or died loading) | stopping (stop asked)
-    S.STARTING: frozenset({S.READY, S.ERROR, S.STOPPING}),
+    # starting → ready (loaded) | error (the model failed to load, or made llama.cpp abort)
+    # | stopping (stop asked) | stopped / cooling_down (killed while loading — start deadline,
+    # OOM killer, a stray signal: a crash counted against the restart budget)
+    S.STARTING: frozenset({S.READY, S.ERROR, S.STOPPING, S.STOPPED, S.COOLING_DOWN}),
     S.READY: frozenset({S.BUSY, S.STOPPING, S.STOPPED, S.COOLING_DOWN}),
     S.BUSY: frozenset({S.READY, S.STOPPING, S.STOPPED, S.COOLING_DOWN}),
     # cooling_down → stopped (cooldown over: next call is the half-open attempt, or retry)

@@ -1,7 +1,10 @@
 """Recorded worker pids, so a launch after a crash can stop workers an old instance left.
 
-The record holds each worker's pid *and* its process start time: a pid alone may have been
-reused by an unrelated process since, and we must never kill that.
+Only the instance that owns the home (holds its lock, see ``hivetray.homelock``) writes this
+record and sweeps it; private pools (a CLI command with no instance reachable, the self-test)
+never touch it. Each entry holds the worker's pid and start time *and* its app's pid and start
+time: a pid alone may have been reused by an unrelated process since, and a worker whose app
+is still alive belongs to that app, not to us — we must never kill either.
 """
 
 from __future__ import annotations
@@ -19,24 +22,42 @@ from hivetray.config import write_atomic
 log = logging.getLogger(__name__)
 
 
-def _create_time(pid: int) -> float | None:
+def create_time(pid: int) -> float | None:
     try:
         return psutil.Process(pid).create_time()
     except (psutil.Error, ValueError):
         return None
 
 
+def same_process(pid: Any, started: Any) -> psutil.Process | None:
+    """The live process ``pid`` if it is the one that started at ``started``, else None."""
+    try:
+        proc = psutil.Process(int(pid))
+        if started is not None and abs(proc.create_time() - float(started)) < 0.01:
+            return proc
+    except (psutil.Error, TypeError, ValueError):
+        pass
+    return None
+
+
 class WorkerRecord:
+    """``workers.json``: one entry per live worker of the owning instance, keyed by pid."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._live: dict[str, dict[str, Any]] = {}
+        self._app = {"app_pid": os.getpid(), "app_create_time": create_time(os.getpid())}
 
-    def update(self, role: str, pid: int | None) -> None:
-        if pid is None:
-            self._live.pop(role, None)
-        else:
-            self._live[role] = {"pid": pid, "create_time": _create_time(pid),
-                                "app_pid": os.getpid()}
+    def add(self, role: str, pid: int) -> None:
+        self._live[str(pid)] = {"role": role, "pid": pid, "create_time": create_time(pid),
+                                **self._app}
+        self._write()
+
+    def remove(self, pid: int) -> None:
+        if self._live.pop(str(pid), None) is not None:
+            self._write()
+
+    def _write(self) -> None:
         try:
             write_atomic(self.path, json.dumps(self._live, indent=1))
         except OSError:
@@ -44,22 +65,23 @@ class WorkerRecord:
                         self.path, exc_info=True)
 
     def sweep_leftovers(self, grace_s: float = 2.0) -> list[int]:
-        """Stop workers recorded by a previous instance that are still running; return pids."""
+        """Stop recorded workers whose app is gone but who still run; return their pids.
+
+        Called by the home's owner at launch, before any worker of its own exists.
+        """
         try:
             recorded = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return []
+            recorded = {}
         victims: list[psutil.Process] = []
         for entry in recorded.values() if isinstance(recorded, dict) else []:
-            try:
-                pid, started = int(entry["pid"]), entry.get("create_time")
-                if entry.get("app_pid") == os.getpid():
-                    continue
-                proc = psutil.Process(pid)
-                if started is not None and abs(proc.create_time() - float(started)) < 0.01:
-                    victims.append(proc)
-            except (psutil.Error, KeyError, TypeError, ValueError):
+            if not isinstance(entry, dict):
                 continue
+            if same_process(entry.get("app_pid"), entry.get("app_create_time")) is not None:
+                continue  # its app is alive: not a leftover (and not ours to judge)
+            proc = same_process(entry.get("pid"), entry.get("create_time"))
+            if proc is not None and proc.pid != os.getpid():
+                victims.append(proc)
         for proc in victims:
             try:
                 proc.terminate()
@@ -74,5 +96,5 @@ class WorkerRecord:
                 pass
         psutil.wait_procs(alive, timeout=grace_s)
         self._live.clear()
-        write_atomic(self.path, "{}")
+        self._write()
         return [p.pid for p in victims]

@@ -13,6 +13,7 @@ busy worker never blocks the loop either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -21,14 +22,22 @@ import pickle
 import queue
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from hivetray.errors import PayloadTooLarge
+from hivetray.errors import PayloadTooLarge, WorkerBusy
 from hivetray.workers.spec import MAX_PAYLOAD_BYTES, WorkerSpec
 
 log = logging.getLogger(__name__)
+#: request bytes waiting for one worker's pipe; past this, callers get WorkerBusy (so a flood of
+#: 30 MiB images cannot pile up in the app's memory)
+MAX_QUEUED_BYTES = 256 * 2**20
+#: signals a terminal (Ctrl-C) or a service manager sends to the whole process group; a worker
+#: must not take them — the app stops its workers itself. They are blocked while the process is
+#: created (the child inherits the mask) until the worker has left the group and ignores SIGINT.
+GROUP_SIGNALS = frozenset(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                          if hasattr(signal, name))
 
 
 class LinkSink(Protocol):
@@ -85,6 +94,8 @@ class ProcessLink:
         self._process: Any = None
         self._signal_lock = threading.Lock()  # orders signals against the spawn thread's start
         self._kill_requested = False
+        self._queued_lock = threading.Lock()
+        self._queued_bytes = 0
 
     def start(self, sink: LinkSink) -> None:
         """Start the process from a helper thread; ``sink.on_started(pid)`` follows.
@@ -106,7 +117,8 @@ class ProcessLink:
             daemon=True,  # multiprocessing's own atexit is a last-resort net, not our shutdown
         )
         try:
-            process.start()
+            with _group_signals_blocked():
+                process.start()
         except Exception as exc:  # fork failure, out of file descriptors or memory
             self._post(sink.on_spawn_failed, str(exc) or type(exc).__name__)
             return
@@ -128,6 +140,11 @@ class ProcessLink:
         payload = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLarge(len(payload), MAX_PAYLOAD_BYTES)
+        with self._queued_lock:
+            if self._queued_bytes and self._queued_bytes + len(payload) > MAX_QUEUED_BYTES:
+                raise WorkerBusy(self.spec.role, round(self._queued_bytes / 2**20),
+                                 "MiB of requests")
+            self._queued_bytes += len(payload)
         self._outbox.put(payload)
 
     def send_control(self, msg: dict[str, Any]) -> None:
@@ -184,6 +201,9 @@ class ProcessLink:
                 self._data.send_bytes(payload)
             except (OSError, ValueError):
                 return
+            finally:
+                with self._queued_lock:
+                    self._queued_bytes -= len(payload)
 
     def _read_loop(self, sink: LinkSink) -> None:
         readers: dict[Any, Callable[[dict[str, Any]], None]] = {
@@ -211,6 +231,25 @@ class ProcessLink:
                 self._post(readers[conn], msg)
         self._process.join()
         self._post(sink.on_exit, self._process.exitcode)
+
+
+@contextlib.contextmanager
+def _group_signals_blocked() -> Iterator[None]:
+    """Block the process-group signals in this (spawn) thread while the child is created.
+
+    A child inherits its creator's signal mask across fork and exec, so a Ctrl-C that arrives
+    while the worker's interpreter starts stays pending until the worker has moved to its own
+    process group and ignores SIGINT (``workers.runtime``). The app's other threads still take
+    the signals as usual.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no process groups or masks
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def process_spawner(spec: WorkerSpec) -> WorkerLink:
