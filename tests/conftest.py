@@ -14,6 +14,9 @@ import pytest
 from hivetray.config import Config, PoolConfig, RoleConfig, default_config, save_config
 from hivetray.paths import AppPaths, app_paths
 
+# shared fixtures: real pools (make_pool, long_chat_model) and real daemons (start_daemon)
+pytest_plugins = ["tests.helpers.realpool", "tests.helpers.daemon"]
+
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

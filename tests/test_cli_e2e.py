@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +19,14 @@ import pytest
 from hivetray.config import PoolConfig
 from hivetray.paths import AppPaths
 from tests.conftest import make_config
+from tests.helpers.daemon import StartDaemon, cli, one_line_error, role_row, status
 from tests.helpers.waiting import is_stopped, kill_quietly, process_gone, wait_until
 
 pytestmark = pytest.mark.real
 STATUS_KEYS = {"role", "state", "pid", "model", "in_flight", "crashes_in_window", "retry_in_s",
                "last_error", "rss_bytes", "requests", "tokens_per_s"}
-HIVETRAY = [sys.executable, "-m", "hivetray"]
-
-
-def cli(*args: str, stdin: str | None = None, timeout: float = 30.0
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HIVETRAY, *args], input=stdin, capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=timeout, check=False)
-
-
-def status() -> dict[str, Any]:
-    result = cli("status", "--json")
-    assert result.returncode == 0, result.stderr
-    doc: dict[str, Any] = json.loads(result.stdout)
-    return doc
-
-
 def chat_row(doc: dict[str, Any] | None = None) -> dict[str, Any]:
-    rows: list[dict[str, Any]] = [row for row in (doc or status())["roles"]
-                                   if row["role"] == "chat"]
-    assert len(rows) == 1
-    return rows[0]
+    return role_row("chat", doc)
 
 
 def chat_row_without_worker() -> dict[str, Any] | None:
@@ -60,71 +40,14 @@ def chat_ok(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    text = result.stderr.strip()
-    assert text and "\n" not in text, text
-    return text
-
-
-@dataclass
-class Daemon:
-    proc: subprocess.Popen[bytes]
-    stderr_path: Path
-    home: AppPaths
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-    def worker_pids(self) -> list[int]:
-        """Every worker this home ever started, from the 'worker pid N starting' log lines."""
-        log = self.home.worker_log("chat")
-        text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-        return [int(pid) for pid in re.findall(r"worker pid (\d+) starting", text)]
-
-
 @pytest.fixture(autouse=True)
 def _no_builtin_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Defaults mean an unconfigured chat role here, not the 250 MB built-in demo model."""
     monkeypatch.setenv("HIVETRAY_NO_BUILTIN_MODEL", "1")
 
 
-@pytest.fixture
-def start_daemon(home: AppPaths, tmp_path: Path) -> Iterator[Callable[[], Daemon]]:
-    """Start `hivetray daemon` and wait until `hivetray status --json` is answered by it;
-    afterwards stop it (SIGTERM, then SIGKILL) and kill any worker it left."""
-    daemons: list[Daemon] = []
-
-    def start() -> Daemon:
-        err = tmp_path / f"daemon-{len(daemons)}.stderr"
-        with open(err, "wb") as stderr, open(tmp_path / "daemon.stdout", "ab") as stdout:
-            proc = subprocess.Popen([*HIVETRAY, "daemon"], stdout=stdout, stderr=stderr,
-                                    env=os.environ.copy())
-        daemon = Daemon(proc, err, home)
-        daemons.append(daemon)
-
-        def answering() -> bool:
-            assert proc.poll() is None, f"daemon exited early: {daemon.stderr()}"
-            return home.socket_path.exists() and status()["pid"] == proc.pid
-
-        wait_until(answering, 20.0, interval=0.05, what="daemon answering status")
-        return daemon
-
-    yield start
-    for daemon in daemons:
-        if daemon.proc.poll() is None:
-            daemon.proc.send_signal(signal.SIGTERM)
-            try:
-                daemon.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                daemon.proc.kill()
-                daemon.proc.wait(5)
-        for pid in daemon.worker_pids():
-            kill_quietly(pid)
-
-
 def test_status_json_fields_and_lazy_spawn(
-        start_daemon: Callable[[], Daemon], write_config: Any,
+        start_daemon: StartDaemon, write_config: Any,
         tiny_models: dict[str, Path]) -> None:
     write_config(make_config(tiny_models["chat"]))
     daemon = start_daemon()
@@ -151,7 +74,7 @@ def test_status_json_fields_and_lazy_spawn(
 
 
 def test_chat_json_lines_and_prompt_from_stdin(
-        start_daemon: Callable[[], Daemon], write_config: Any,
+        start_daemon: StartDaemon, write_config: Any,
         tiny_models: dict[str, Path]) -> None:
     write_config(make_config(tiny_models["chat"]))
     start_daemon()
@@ -175,7 +98,7 @@ def test_chat_json_lines_and_prompt_from_stdin(
 
 
 def test_four_kills_open_the_breaker_and_retry_closes_it(
-        start_daemon: Callable[[], Daemon], write_config: Any,
+        start_daemon: StartDaemon, write_config: Any,
         tiny_models: dict[str, Path]) -> None:
     write_config(make_config(tiny_models["chat"]))
     start_daemon()
@@ -204,7 +127,7 @@ def test_four_kills_open_the_breaker_and_retry_closes_it(
 
 
 def test_a_worker_killed_while_idle_leaves_status_within_a_second(
-        start_daemon: Callable[[], Daemon], write_config: Any,
+        start_daemon: StartDaemon, write_config: Any,
         tiny_models: dict[str, Path]) -> None:
     write_config(make_config(tiny_models["chat"]))
     start_daemon()
@@ -223,7 +146,7 @@ def test_a_worker_killed_while_idle_leaves_status_within_a_second(
 
 
 def test_quit_stops_every_worker_and_exits_zero(
-        start_daemon: Callable[[], Daemon], write_config: Any,
+        start_daemon: StartDaemon, write_config: Any,
         tiny_models: dict[str, Path]) -> None:
     write_config(make_config(tiny_models["chat"]))
     daemon = start_daemon()
@@ -239,7 +162,7 @@ def test_quit_stops_every_worker_and_exits_zero(
 
 
 def test_quit_with_a_stopped_worker_finishes_within_grace_plus_six_seconds(
-        start_daemon: Callable[[], Daemon], write_config: Any,
+        start_daemon: StartDaemon, write_config: Any,
         tiny_models: dict[str, Path]) -> None:
     write_config(make_config(tiny_models["chat"], pool=PoolConfig(shutdown_grace_s=1.0)))
     daemon = start_daemon()
@@ -276,13 +199,14 @@ def test_chat_and_status_work_without_an_instance(
     (pid,) = [int(p) for p in re.findall(r"worker pid (\d+) starting", log)]
     try:
         assert process_gone(pid)  # the private pool stopped its worker before exiting
-        assert json.loads(home.workers_record.read_text(encoding="utf-8")) == {}
+        # and it left the home's worker record alone: that belongs to the home's owner
+        assert not home.workers_record.exists()
     finally:
         kill_quietly(pid)
 
 
 def test_a_malformed_config_is_reported_kept_aside_and_the_daemon_runs(
-        start_daemon: Callable[[], Daemon], home: AppPaths) -> None:
+        start_daemon: StartDaemon, home: AppPaths) -> None:
     home.config_file.write_text('[pool]\ncooldown_s = 5\n[roles.chat\nmodel = "x.gguf"\n',
                                 encoding="utf-8")
     daemon = start_daemon()

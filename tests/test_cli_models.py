@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,8 @@ import pytest
 
 from hivetray.paths import AppPaths
 from tests.conftest import make_config
-from tests.helpers.waiting import kill_quietly, wait_until
+from tests.helpers.daemon import StartDaemon
+from tests.helpers.waiting import wait_until
 from tests.models.fakehub import FakeHub, serve_hub
 
 HIVETRAY = [sys.executable, "-m", "hivetray"]
@@ -45,22 +44,9 @@ def roles_in_config(home: AppPaths) -> dict[str, Any]:
 
 
 @pytest.fixture
-def daemon(home: AppPaths, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(tmp_path / "daemon.err", "wb") as err:
-        proc = subprocess.Popen([*HIVETRAY, "daemon"], stdout=subprocess.DEVNULL, stderr=err)
-    wait_until(lambda: cli("status", "--json").returncode == 0 and home.socket_path.exists(),
-               20.0, what="daemon answering")
-    yield proc
-    pids = [row["pid"] for row in json.loads(cli("status", "--json").stdout or "{}")
-            .get("roles", [])]
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-    for pid in pids:
-        kill_quietly(pid)
+def daemon(start_daemon: StartDaemon) -> subprocess.Popen[bytes]:
+    """A running `hivetray daemon` in the test's home (stopped, its workers killed, after)."""
+    return start_daemon().proc
 
 
 def test_list_shows_files_sizes_architecture_context_and_problems(

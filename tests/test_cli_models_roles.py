@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,8 @@ from PIL import Image
 from hivetray import ipc
 from hivetray.config import Config, RoleConfig, default_config
 from hivetray.paths import AppPaths
-from tests.helpers.waiting import kill_quietly, wait_until
+from tests.helpers.daemon import StartDaemon
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.real
 HIVETRAY = [sys.executable, "-m", "hivetray"]
@@ -77,29 +77,9 @@ def status_rows(home: AppPaths) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def daemon(home: AppPaths, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(tmp_path / "daemon.err", "wb") as err:
-        proc = subprocess.Popen([*HIVETRAY, "daemon"], stdout=subprocess.DEVNULL, stderr=err)
-
-    def answering() -> bool:
-        assert proc.poll() is None, (tmp_path / "daemon.err").read_text()
-        return ipc.instance_alive(home.socket_path)
-
-    wait_until(answering, 20.0, what="daemon answering")
-    pids: set[int] = set()
-    yield proc
-    try:
-        pids = {row["pid"] for row in status_rows(home).values() if row["pid"]}
-    except Exception:
-        pass
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-    for pid in pids:
-        kill_quietly(pid)
+def daemon(start_daemon: StartDaemon) -> subprocess.Popen[bytes]:
+    """A running `hivetray daemon` in the test's home (stopped, its workers killed, after)."""
+    return start_daemon().proc
 
 
 def check_all_roles(image: Path) -> None:

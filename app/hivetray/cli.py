@@ -16,11 +16,13 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from hivetray import ROLES, __version__, cli_models, ipc, selftest
 from hivetray.config import load_config
 from hivetray.errors import HivetrayError, PayloadTooLarge
+from hivetray.homelock import find_instance
 from hivetray.instance import Instance, chat_params, wire_image
 from hivetray.models.builtin import LABEL as BUILTIN_LABEL
 from hivetray.models.builtin import is_builtin
@@ -91,22 +93,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hivetray: {exc}; start it with `hivetray` or `hivetray daemon`", file=sys.stderr)
         return EXIT_NO_INSTANCE
     except HivetrayError as exc:
-        print(f"hivetray: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"hivetray: {_first_line(exc)}", file=sys.stderr)
         return EXIT_FAIL
+    except BrokenPipeError:  # `hivetray embed ... | head`: the reader left; not our failure
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # mute the exit-time flush
+        return EXIT_FAIL
+    except Exception as exc:  # a bug: still one line and an exit code, never a traceback
+        print(f"hivetray: internal error ({type(exc).__name__}: {_first_line(exc)}); please "
+              "report it with the app log (`hivetray logs`)", file=sys.stderr)
+        return EXIT_FAIL
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 async def _with_instance_or_private(
         paths: AppPaths, cmd: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    """Run ``cmd`` on the running instance, or on a private pool when none is running."""
-    if ipc.instance_alive(paths.socket_path):
-        async for item in ipc.request(paths.socket_path, cmd, **payload):
+    """Run ``cmd`` on the running instance, or on a private pool when none is reachable.
+
+    The private pool lives for this command only: it never sweeps, records or starts pinned
+    roles, so it cannot disturb an instance that is still starting, or another private pool.
+    """
+    socket = find_instance(paths)
+    if socket is not None:
+        async for item in ipc.request(socket, cmd, **payload):
             yield item
         return
     loaded = load_config(paths.config_file)
     for warning in loaded.warnings:
         print(f"hivetray: warning: {warning}", file=sys.stderr)
-    instance = Instance(paths, loaded.config)
-    await instance.start(listen=False)
+    instance = Instance(paths, loaded.config, private=True)
+    await instance.start()
     try:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
@@ -224,9 +244,14 @@ async def cmd_rerank(paths: AppPaths, args: argparse.Namespace) -> int:
     return 0
 
 
+def instance_socket(paths: AppPaths) -> Path:
+    """Where the running instance listens (the usual path when none runs: NoInstance)."""
+    return find_instance(paths) or paths.socket_path
+
+
 def _role_command(cmd: str) -> Callable[[AppPaths, argparse.Namespace], Any]:
     async def run(paths: AppPaths, args: argparse.Namespace) -> int:
-        result = await ipc.call(paths.socket_path, cmd, role=args.role)
+        result = await ipc.call(instance_socket(paths), cmd, role=args.role)
         print(f"{result['role']}: {result['state']}")
         return 0
 
@@ -234,17 +259,17 @@ def _role_command(cmd: str) -> Callable[[AppPaths, argparse.Namespace], Any]:
 
 
 async def cmd_quit(paths: AppPaths, args: argparse.Namespace) -> int:
-    await ipc.call(paths.socket_path, "quit")
+    await ipc.call(instance_socket(paths), "quit")
     return 0
 
 
 async def cmd_toggle_chat(paths: AppPaths, args: argparse.Namespace) -> int:
-    await ipc.call(paths.socket_path, "toggle-chat")
+    await ipc.call(instance_socket(paths), "toggle-chat")
     return 0
 
 
 async def cmd_events(paths: AppPaths, args: argparse.Namespace) -> int:
-    for event in await ipc.call(paths.socket_path, "events", limit=args.limit):
+    for event in await ipc.call(instance_socket(paths), "events", limit=args.limit):
         stamp = time.strftime("%H:%M:%S", time.localtime(event["ts"]))
         print(f"{stamp} {event['level']:7} {event['kind']:14} {event['message']}")
     return 0

@@ -9,7 +9,8 @@ import signal
 import sys
 
 from hivetray.config import load_config
-from hivetray.errors import HivetrayError
+from hivetray.errors import AlreadyRunning, HivetrayError
+from hivetray.homelock import HomeLock
 from hivetray.instance import Instance
 from hivetray.logsetup import setup_logging
 from hivetray.paths import AppPaths
@@ -18,21 +19,27 @@ log = logging.getLogger(__name__)
 
 
 def run_daemon(paths: AppPaths) -> int:
+    # first of all, before the log, the config or any worker: is the home someone else's?
+    lock = HomeLock(paths)
+    try:
+        lock.acquire(paths.socket_path)
+    except AlreadyRunning as exc:
+        print(f"hivetray: {exc}", file=sys.stderr)
+        return 1
     setup_logging(paths, to_stderr=True)
     loaded = load_config(paths.config_file)
     for warning in loaded.warnings:
         print(f"hivetray: warning: {warning}", file=sys.stderr)
-    return asyncio.run(_serve(Instance(paths, loaded.config)))
+    return asyncio.run(_serve(Instance(paths, loaded.config, lock=lock)))
 
 
 def install_quit_signals(loop: asyncio.AbstractEventLoop, instance: Instance) -> None:
     """First SIGINT/SIGTERM: graceful quit. Second: kill every worker now and exit."""
     def on_signal() -> None:
         if instance.quit_requested.is_set():
-            for role in instance.pool.roles.values():
-                if role.link is not None:
-                    role.link.kill()
+            instance.pool.kill_all_now()
             os._exit(1)
+        instance.pool.close_to_requests()
         instance.quit_requested.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):

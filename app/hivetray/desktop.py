@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from typing import Any
 
 from PySide6.QtCore import QTimer
@@ -18,6 +19,7 @@ from hivetray import ipc
 from hivetray.config import LoadResult
 from hivetray.errors import HivetrayError
 from hivetray.history import History
+from hivetray.homelock import find_instance
 from hivetray.instance import Instance, UiHooks
 from hivetray.paths import AppPaths
 from hivetray.pool.events import Event, EventKind
@@ -90,13 +92,13 @@ class DesktopApp:
             log.warning("no system tray host is running; showing the status window instead")
         try:
             await self.instance.start()
-        except ipc.AlreadyRunning:
-            await ipc.call(self.paths.socket_path, "show")
+        except ipc.AlreadyRunning as exc:  # another launch won the race for this home
             await self.instance.close()
-            return 0
-        except HivetrayError as exc:
-            log.error("could not start: %s", exc)
+            return await self._hand_over(exc)
+        except HivetrayError as exc:  # e.g. an unsafe socket folder: a setup problem to fix
+            log.info("could not start: %s", exc)
             await self.instance.close()
+            await self._tell_cannot_start(str(exc).split("\n", 1)[0])
             return 1
         self._install_signals()
         self.register_hotkey()
@@ -118,6 +120,34 @@ class DesktopApp:
         self.history.close()
         self.tray.icon.hide()
         return 0
+
+    async def _tell_cannot_start(self, reason: str) -> None:
+        """A tray app started from a menu has no terminal: say why in a window too, and wait
+        until it is read (non-modal, so the loop keeps running)."""
+        from PySide6.QtWidgets import QMessageBox
+
+        print(f"hivetray: {reason}", file=sys.stderr, flush=True)
+        box = QMessageBox(QMessageBox.Icon.Critical, "Hivetray could not start", reason)
+        closed = asyncio.get_running_loop().create_future()
+        box.finished.connect(lambda _result: None if closed.done() else closed.set_result(None))
+        box.show()
+        if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+            box.close()  # nobody can read it: headless tests, CI
+        await closed
+
+    async def _hand_over(self, refusal: HivetrayError) -> int:
+        """Ask the instance that owns the home to show its status window, as a second
+        launch does; say why and exit 1 when it cannot be reached (still starting, or on a
+        socket this session cannot open)."""
+        socket = find_instance(self.paths)
+        if socket is not None:
+            try:
+                await ipc.call(socket, "show")
+                return 0
+            except HivetrayError as exc:
+                refusal = exc
+        print(f"hivetray: {refusal}", file=sys.stderr, flush=True)
+        return 1
 
     # -- intents --------------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:

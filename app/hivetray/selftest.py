@@ -183,7 +183,7 @@ async def run_self_test(paths: AppPaths, config: Config, *,
 
     started = time.perf_counter()
     test_paths = self_test_paths(paths)
-    instance = Instance(test_paths, config)
+    instance = Instance(test_paths, config, private=True)
     report = Report()
     spawned: list[int] = []
     spawned_roles: set[str] = set()
@@ -195,7 +195,7 @@ async def run_self_test(paths: AppPaths, config: Config, *,
 
     instance.pool.events.subscribe(on_event)
     try:
-        await instance.start(listen=False)
+        await instance.start()
         for role in ROLES:
             result = await _test_role(instance, role, timeout_s)
             if role not in spawned_roles:

@@ -1,7 +1,7 @@
 """Shared pieces of the real-worker pool tests: a pool factory fixture that cleans up after
 itself, a long-context chat model, and small helpers for requests and events.
 
-Test modules load the fixtures with ``pytest_plugins = ["tests.helpers.realpool"]``.
+The root conftest registers these fixtures for every test module.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from tests.helpers.realpool import (
 from tests.helpers.waiting import is_stopped, until
 
 pytestmark = pytest.mark.real
-pytest_plugins = ["tests.helpers.realpool"]
 
 
 @pytest.mark.parametrize(("faults", "signals"), [

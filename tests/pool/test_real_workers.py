@@ -24,7 +24,6 @@ from tests.helpers.realpool import PoolFactory, ask, events, run, running, spawn
 from tests.helpers.waiting import process_gone, until
 
 pytestmark = pytest.mark.real
-pytest_plugins = ["tests.helpers.realpool"]
 
 
 def test_lazy_spawn_then_the_same_worker_serves_every_call(
