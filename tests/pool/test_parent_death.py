@@ -67,8 +67,8 @@ def start_host(home: AppPaths, tiny_models: dict[str, Path]) -> Iterator[Any]:
     """Start pool hosts; afterwards kill the hosts and any worker they reported."""
     started: list[tuple[subprocess.Popen[str], list[int]]] = []
 
-    def start() -> tuple[subprocess.Popen[str], list[int]]:
-        proc = subprocess.Popen([sys.executable, str(HOST), str(tiny_models["chat"])],
+    def start(*flags: str) -> tuple[subprocess.Popen[str], list[int]]:
+        proc = subprocess.Popen([sys.executable, str(HOST), str(tiny_models["chat"]), *flags],
                                 stdout=subprocess.PIPE, text=True, env=os.environ.copy())
         workers: list[int] = []
         started.append((proc, workers))
@@ -104,12 +104,26 @@ def test_workers_exit_within_two_seconds_when_the_app_is_sigkilled(
     assert ("the app process is gone" in log) or ("worker stopping" in log)
 
 
+def test_the_watchdog_alone_ends_a_worker_frozen_in_its_load_when_the_app_is_sigkilled(
+        start_host: Any, home: AppPaths) -> None:
+    """A loading worker reads neither pipe (no EOF can end it) and ignores shutdown: only the
+    parent-death watchdog thread can notice the app is gone."""
+    host, workers = start_host("--hang-load")
+    (worker,) = workers
+    host.kill()
+    host.wait(5)
+    wait_until(lambda: process_gone(worker), 2.0, what="the frozen worker gone after the app died")
+    log = home.worker_log("chat").read_text(encoding="utf-8", errors="replace")
+    assert "the app process is gone" in log  # the watchdog's last words, nobody else's
+
+
 def test_launch_sweeps_a_worker_left_by_a_crashed_instance(
         start_host: Any, home: AppPaths, tiny_models: dict[str, Path]) -> None:
     host, workers = start_host()
     (worker,) = workers
-    recorded = json.loads(home.workers_record.read_text(encoding="utf-8"))
-    assert recorded["chat"]["pid"] == worker and recorded["chat"]["app_pid"] == host.pid
+    (recorded,) = json.loads(home.workers_record.read_text(encoding="utf-8")).values()
+    assert recorded["role"] == "chat" and recorded["pid"] == worker
+    assert recorded["app_pid"] == host.pid
     # a hung worker's watchdog cannot run, so killing the app leaves it behind
     os.kill(worker, signal.SIGSTOP)
     wait_until(lambda: is_stopped(worker), 2.0, what="worker stopped")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hivetray.errors import InvalidRequest, PayloadTooLarge, error_to_wire
-from hivetray.workers.logcapture import redirect_output
+from hivetray.workers.logcapture import private_output, redirect_output
 from hivetray.workers.spec import MAX_LOG_BYTES, MAX_PAYLOAD_BYTES, WorkerSpec
 from hivetray.workers.watchdog import start_parent_watchdog
 
@@ -124,6 +124,7 @@ def load_handler(spec: WorkerSpec) -> RoleHandler:
 def worker_main(spec: WorkerSpec, data: Connection, control: Connection,
                 abort: AbortFlag) -> None:
     """Entry point of every worker process (target of ``multiprocessing.Process``)."""
+    leave_terminal_signals()
     redirect_output(Path(spec.log_path), MAX_LOG_BYTES)
     # a native abort's own message (GGML_ASSERT ...) must stay in the log's tail, not be pushed
     # out by the gdb backtrace ggml would attach first (and that costs ~0.7 s)
@@ -135,6 +136,8 @@ def worker_main(spec: WorkerSpec, data: Connection, control: Connection,
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ctl = ControlThread(control, abort, spec.faults)
     ctl.start()
+    if "hang_load" in spec.faults:  # a frozen load: silent on its pipes, deaf to shutdown
+        threading.Event().wait()
     started = time.perf_counter()
     try:
         handler = load_handler(spec)
@@ -148,6 +151,30 @@ def worker_main(spec: WorkerSpec, data: Connection, control: Connection,
     data.send({"type": "ready", "load_s": load_s, "pid": os.getpid(), "info": handler.info()})
     serve(handler, data, ctl, abort)
     print(f"--- {spec.role} worker stopping (asked to shut down)", flush=True)
+
+
+def leave_terminal_signals() -> None:
+    """Take no signal meant for the app's terminal or service: the app stops its workers.
+
+    Ctrl-C in a terminal running ``hivetray daemon`` (SIGINT to the foreground process group),
+    or a service manager's SIGTERM to the group, would otherwise hit the workers directly and
+    race the app's graceful stop (spurious crashes, pinned roles respawning while quitting).
+    The worker moves to a process group of its own and ignores SIGINT/SIGHUP; the app's own
+    SIGTERM (the stop escalation) is addressed to the pid and still works. The spawn thread
+    blocked these signals while creating us (see ``pool.transport``): unblock them now that
+    they are handled.
+    """
+    for name in ("SIGINT", "SIGHUP"):  # Windows has SIGINT only (a console's Ctrl-C)
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    if hasattr(os, "setpgid"):
+        try:
+            os.setpgid(0, 0)
+        except OSError:
+            pass  # already a group leader (started by hand): nothing to leave
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM,
+                                                    signal.SIGHUP})
 
 
 def serve(handler: RoleHandler, data: Connection, ctl: ControlThread, abort: AbortFlag) -> None:
@@ -170,7 +197,8 @@ def serve(handler: RoleHandler, data: Connection, ctl: ControlThread, abort: Abo
             continue
         ctx = RequestContext(rid, send, lambda rid=rid: ctl.is_cancelled(rid))  # type: ignore[misc]
         try:
-            result = handler.handle(msg["method"], msg.get("params") or {}, ctx)
+            with private_output():
+                result = handler.handle(msg["method"], msg.get("params") or {}, ctx)
         except Exception as exc:
             traceback.print_exc()
             send({"type": "error", "id": rid, "error": error_to_wire(exc)})

@@ -18,5 +18,6 @@ class WorkerSpec:
     n_ctx: int
     n_threads: int
     log_path: str
-    #: test-only fault injection ("ignore_shutdown", "ignore_sigterm"); empty in production
+    #: test-only fault injection ("ignore_shutdown", "ignore_sigterm", "hang_load"); empty in
+    #: production
     faults: frozenset[str] = field(default_factory=frozenset)
