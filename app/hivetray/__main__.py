@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 
 
 def main() -> int:
     # first, so worker subprocesses start correctly inside a frozen (PyInstaller) build
     multiprocessing.freeze_support()
+    # everything Hivetray creates (logs, history, config, sockets, downloads, and what its
+    # workers write) is private to the user, whatever umask the session has
+    os.umask(0o077)
     if len(sys.argv) == 1:
         # the everyday launch: skip the CLI's imports so the tray icon appears sooner
         from hivetray.app import run_desktop

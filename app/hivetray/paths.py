@@ -58,8 +58,21 @@ class AppPaths:
         return base / f"hivetray-{uid}" / f"{self.home_key}.sock"
 
     def ensure(self) -> None:
+        """Create the folders, private to the user (0700) whatever the umask; folders made
+        readable by an older version are closed too."""
         for folder in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private(folder)
+
+
+def make_private(path: Path) -> None:
+    """chmod 0700 (folders) / 0600 (files); a no-op on Windows, where ACLs decide."""
+    if os.name == "nt":
+        return
+    try:
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
+    except OSError:
+        pass  # not ours (a shared HIVETRAY_HOME set up by someone else): leave it
 
 
 def app_paths() -> AppPaths:
