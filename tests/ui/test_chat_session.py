@@ -60,7 +60,8 @@ class Probe:
         self.idle = asyncio.Event()
         session.chunk.connect(self.chunks.put_nowait)
         session.finished.connect(self.finished.append)
-        session.failed.connect(lambda message, kind: self.failed.append((message, kind)))
+        session.failed.connect(lambda error: self.failed.append(
+            (str(error).split("\n", 1)[0], type(error).__name__)))
         session.notice.connect(self.notices.append)
         session.busy_changed.connect(self._on_busy)
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Signal
 
-from hivetray.errors import HivetrayError
+from hivetray.errors import HivetrayError, InternalError
 from hivetray.history import STREAMING, History, HistoryError
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,9 @@ class ChatSession(QObject):
     chunk = Signal(str)
     #: the reply ended: finish_reason ("stop", "length", "cancelled"), usage
     finished = Signal(dict)
-    #: the reply failed: a message for the user, and the error's type name (RoleUnconfigured, …)
-    failed = Signal(str, str)
+    #: the reply failed: the typed error (a HivetrayError; InternalError for a bug of ours),
+    #: so the window can offer the right action with isinstance and the error's fields
+    failed = Signal(object)
     busy_changed = Signal(bool)
     #: the history could not be read or saved (one line for a banner); the chat goes on. Sent
     #: once per run of failures: again only after a history write has succeeded in between.
@@ -179,12 +180,12 @@ class ChatSession(QObject):
         except HivetrayError as exc:
             message = str(exc).split("\n", 1)[0]
             self._store_reply(reply, status="failed", error=message)
-            self.failed.emit(message, type(exc).__name__)
+            self.failed.emit(exc)
         except Exception as exc:  # a bug of ours: keep the text, tell the user, log the details
             log.error("a quick-chat reply failed with %s", type(exc).__name__, exc_info=exc)
             message = f"the reply failed ({type(exc).__name__}); the details are in the app log"
             self._store_reply(reply, status="failed", error=message)
-            self.failed.emit(message, "InternalError")
+            self.failed.emit(InternalError(message))
 
     def _on_task_done(self, reply: _Reply, task: asyncio.Task[None]) -> None:
         """The one place busy ends, however the request ended, even if it never started.

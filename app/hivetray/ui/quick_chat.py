@@ -31,7 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hivetray.history import Message
+from hivetray.errors import CircuitOpen, HivetrayError, RoleInError, RoleUnconfigured
+from hivetray.history import HistoryError, Message
 from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.chat_widgets import Attachment, ChatInput, MessageView
 
@@ -72,6 +73,7 @@ class QuickChatWindow(QWidget):
         session.finished.connect(self._on_finished)
         session.failed.connect(self._on_failed)
         session.busy_changed.connect(self._on_busy)
+        session.notice.connect(self.show_banner)  # the history could not be written
         self.reload_conversations()
         self._on_busy(False)
 
@@ -161,7 +163,12 @@ class QuickChatWindow(QWidget):
     # -- conversations -------------------------------------------------------------------------
     def reload_conversations(self) -> None:
         self.conversations.clear()
-        for conversation in self.session.history.conversations():
+        try:
+            conversations = self.session.history.conversations()
+        except HistoryError as exc:  # the chat goes on; earlier conversations cannot be listed
+            self.show_banner(str(exc))
+            conversations = []
+        for conversation in conversations:
             self.conversations.addItem(conversation.title, conversation.id)
         current = self.session.conversation_id
         if current is not None:
@@ -171,8 +178,13 @@ class QuickChatWindow(QWidget):
         conversation_id = self.conversations.itemData(index)
         if conversation_id is None or self.session.busy:
             return
+        try:
+            messages = self.session.history.messages(int(conversation_id))
+        except HistoryError as exc:
+            self.show_banner(str(exc))
+            return
         self.session.open_conversation(int(conversation_id))
-        self.show_messages(self.session.history.messages(int(conversation_id)))
+        self.show_messages(messages)
 
     def new_chat(self) -> None:
         if self.session.busy:
@@ -253,14 +265,15 @@ class QuickChatWindow(QWidget):
         if self.reply is not None and result.get("finish_reason") == "cancelled":
             self.reply.set_status("stopped")
 
-    def _on_failed(self, message: str, kind: str) -> None:
+    def _on_failed(self, error: HivetrayError) -> None:
+        message = str(error).split("\n", 1)[0]
         self._paint_reply()
         if self.reply is not None:
             self.reply.set_status(f"failed: {message}")
-        if kind == "RoleUnconfigured":  # e.g. an image but no vision model: offer to set one
+        if isinstance(error, RoleUnconfigured):  # e.g. an image but no vision model: set one
             self.show_banner(message, "Set one…", None)
-        elif kind in ("CircuitOpen", "RoleInError"):
-            self.show_banner(message, "Retry now", "vision" if "vision" in message else "chat")
+        elif isinstance(error, CircuitOpen | RoleInError):
+            self.show_banner(message, "Retry now", error.role)
         else:
             self.show_banner(message)
 
