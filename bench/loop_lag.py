@@ -1,4 +1,4 @@
-"""Event-loop lag of the desktop app while a reply streams at full speed (BRIEF §6).
+"""Event-loop lag of the desktop app while a reply streams at full speed (docs/performance.md).
 
 In one process, on the qasync loop over a ``QApplication`` (offscreen): the app's own
 ``DesktopApp`` (instance, pool, tray object, event wiring), its status window open with 10 000

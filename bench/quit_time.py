@@ -1,4 +1,4 @@
-"""Quit and app-death timings end to end, through ``python -m hivetray`` (BRIEF §6).
+"""Quit and app-death timings end to end, through ``python -m hivetray`` (docs/performance.md).
 
 Setup per run: start ``python -m hivetray daemon`` (temp HIVETRAY_HOME and XDG_RUNTIME_DIR,
 ``config.toml`` with a tiny chat model, ``n_ctx=256``, ``n_threads=1``, ``shutdown_grace_s``),

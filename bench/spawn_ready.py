@@ -9,7 +9,7 @@ Per cycle (all ``time.perf_counter`` on the loop thread, events timed by a subsc
 - ``overhead_ms`` ready − load: interpreter start, imports, pipes, the ready message;
 - ``stop_ms``    ``await pool.stop_role("chat")`` (shutdown message → exit → reaped).
 
-No target in BRIEF §6; the figure matters for "first use" latency and pre-warming.
+No target in docs/performance.md; the figure matters for "first use" latency and pre-warming.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stop → last chunk: how fast a Stop ends a streaming reply (BRIEF §6: ≤ 100 ms).
+"""Stop → last chunk: how fast a Stop ends a streaming reply (docs/performance.md: ≤ 100 ms).
 
 In-process pool on the chosen loop, tiny chat model with a 4096-token context so a reply runs
 long. Per run: stream with a large max_tokens, take a few chunks, then "press Stop" the way the

@@ -14,7 +14,7 @@ alike; each variant gets a warm-up run first (model loaded, prompt cached). Per 
 ``ttft_ms`` (request sent → first text), ``decode_tps`` ((tokens - 1) / (last text - first
 text)), ``e2e_tps`` (tokens / whole request). Models: the tiny generated chat model (always
 runs exactly max_tokens) and, if the ``demo`` extra is installed, Gemma 3 270M.
-BRIEF §6 targets: pool decode tokens/s ≥ 0.98 × in-process; TTFT overhead ≤ 5 ms.
+docs/performance.md targets: pool decode tokens/s ≥ 0.98 × in-process; TTFT overhead ≤ 5 ms.
 """
 
 from __future__ import annotations

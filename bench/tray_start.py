@@ -1,4 +1,4 @@
-"""Start-to-tray time and idle memory: Hivetray vs a bare PySide6 tray icon (BRIEF §6).
+"""Start-to-tray time and idle memory: Hivetray vs a bare PySide6 tray icon (docs/performance.md).
 
 On ``Xvfb`` + ``trayer`` (the end-to-end tests' X helpers, so "docked" means the same thing:
 a window with the process's ``_NET_WM_PID`` reparented into trayer's panel), each candidate is

@@ -1,4 +1,4 @@
-"""``hivetray`` command line (the contract in BRIEF §3).
+"""``hivetray`` command line (the contract in docs/contract.md).
 
 Commands talk to the running instance over its socket; ``chat`` and ``status`` (and the other
 pool commands where it makes sense) fall back to a private pool for the command's duration.
