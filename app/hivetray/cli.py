@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from hivetray import ROLES, __version__, cli_models, ipc, selftest
+from hivetray.commands import Commands, chat_params, wire_image
 from hivetray.config import load_config
 from hivetray.errors import HivetrayError, PayloadTooLarge
 from hivetray.homelock import find_instance
-from hivetray.instance import Instance, chat_params, wire_image
+from hivetray.instance import Instance
 from hivetray.models.builtin import LABEL as BUILTIN_LABEL
 from hivetray.models.builtin import is_builtin
 from hivetray.paths import AppPaths, app_paths
+from hivetray.pool.status import PoolStatus, RoleStatus
 
 EXIT_FAIL, EXIT_USAGE, EXIT_NO_INSTANCE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -133,7 +135,7 @@ async def _with_instance_or_private(
         async def reply(chunk: dict[str, Any]) -> None:
             await queue.put(chunk)
 
-        work = asyncio.ensure_future(instance.handle({"cmd": cmd, **payload}, reply))
+        work = asyncio.ensure_future(Commands(instance).handle({"cmd": cmd, **payload}, reply))
         while not work.done() or not queue.empty():
             getter = asyncio.ensure_future(queue.get())
             await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
@@ -151,27 +153,24 @@ async def _with_instance_or_private(
 
 
 async def cmd_status(paths: AppPaths, args: argparse.Namespace) -> int:
-    status: dict[str, Any] = {}
+    reply: dict[str, Any] = {}
     async for item in _with_instance_or_private(paths, "status", {}):
-        status = item.get("result", status)
+        reply = item.get("result", reply)
+    status = PoolStatus.from_dict(reply)
     if args.json:
-        keys = ("role", "state", "pid", "model", "in_flight", "crashes_in_window", "retry_in_s",
-                "last_error", "rss_bytes", "requests", "tokens_per_s")
-        doc = {"pid": status["pid"],
-               "roles": [{k: row.get(k) for k in keys} for row in status["roles"]]}
-        print(json.dumps(doc))
+        print(json.dumps(status.status_json()))
         return 0
     print(f"{'ROLE':8} {'STATE':13} {'PID':>7} {'RSS':>9} {'REQ':>5} {'TOK/S':>7}  MODEL")
-    for row in status["roles"]:
-        rss = f"{row['rss_bytes'] / 2**20:.0f} MiB" if row.get("rss_bytes") else "-"
-        tps = f"{row['tokens_per_s']:.1f}" if row.get("tokens_per_s") else "-"
-        state = row["state"] + (f" {row['retry_in_s']:.0f}s" if row.get("retry_in_s") else "")
-        print(f"{row['role']:8} {state:13} {row['pid'] or '-':>7} {rss:>9} "
-              f"{row['requests']:>5} {tps:>7}  {row['model'] or '(no model set)'}")
-        if is_builtin(row.get("model"), paths):
+    for row in status.roles:
+        rss = f"{row.rss_bytes / 2**20:.0f} MiB" if row.rss_bytes else "-"
+        tps = f"{row.tokens_per_s:.1f}" if row.tokens_per_s else "-"
+        state = row.state + (f" {row.retry_in_s:.0f}s" if row.retry_in_s else "")
+        print(f"{row.role:8} {state:13} {row.pid or '-':>7} {rss:>9} "
+              f"{row.requests:>5} {tps:>7}  {row.model or '(no model set)'}")
+        if is_builtin(row.model, paths):
             print(f"{'':8} └ {BUILTIN_LABEL}")
-        if row.get("last_error"):
-            print(f"{'':8} └ {row['last_error']}")
+        if row.last_error:
+            print(f"{'':8} └ {row.last_error}")
     return 0
 
 
@@ -187,7 +186,8 @@ def read_image(path: str) -> dict[str, Any]:
             data = handle.read()
     except OSError as exc:
         raise HivetrayError(f"cannot read the image {path}: {exc.strerror or exc}") from None
-    return wire_image(path, data)
+    image: dict[str, Any] = wire_image(path, data)
+    return image
 
 
 async def cmd_chat(paths: AppPaths, args: argparse.Namespace) -> int:
@@ -251,8 +251,8 @@ def instance_socket(paths: AppPaths) -> Path:
 
 def _role_command(cmd: str) -> Callable[[AppPaths, argparse.Namespace], Any]:
     async def run(paths: AppPaths, args: argparse.Namespace) -> int:
-        result = await ipc.call(instance_socket(paths), cmd, role=args.role)
-        print(f"{result['role']}: {result['state']}")
+        result = RoleStatus.from_dict(await ipc.call(instance_socket(paths), cmd, role=args.role))
+        print(f"{result.role}: {result.state}")
         return 0
 
     return run

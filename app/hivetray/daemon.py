@@ -37,10 +37,9 @@ def install_quit_signals(loop: asyncio.AbstractEventLoop, instance: Instance) ->
     """First SIGINT/SIGTERM: graceful quit. Second: kill every worker now and exit."""
     def on_signal() -> None:
         if instance.quit_requested.is_set():
-            instance.pool.kill_all_now()
+            instance.kill_all_now()
             os._exit(1)
-        instance.pool.close_to_requests()
-        instance.quit_requested.set()
+        instance.request_quit()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)

@@ -10,7 +10,8 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QSystemTrayIcon
@@ -28,6 +29,10 @@ from hivetray.ui.hotkeys import HotkeyManager, HotkeyStatus
 from hivetray.ui.quick_chat import QuickChatWindow
 from hivetray.ui.tray import TrayIcon
 
+if TYPE_CHECKING:  # built on first use: not imported at start-up, where every ms counts
+    from hivetray.ui.settings import SettingsDialog
+    from hivetray.ui.status_window import StatusWindow
+
 log = logging.getLogger(__name__)
 
 
@@ -42,9 +47,8 @@ class DesktopApp:
         self.instance = Instance(paths, loaded.config, hooks=UiHooks(
             toggle_chat=self.toggle_chat, show_status=self.show_status))
         self.pool = self.instance.pool
-        self.status_window: Any = None
-        self.settings_dialog: Any = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.status_window: StatusWindow | None = None
+        self.settings_dialog: SettingsDialog | None = None
         self.hotkeys = HotkeyManager()
         self.tray = TrayIcon(self.pool.snapshot, self.pool.clock.now, self.hotkey_label,
                              early_icon)
@@ -69,7 +73,7 @@ class DesktopApp:
         window.open_settings.connect(self.show_settings)
         if self.history.notice:
             window.show_banner(self.history.notice)
-            self.pool.events.emit(Event(EventKind.CONFIG, None, self.history.notice,
+            self.pool.events.emit(Event(EventKind.HISTORY, None, self.history.notice,
                                         level="warning"))
         return window
 
@@ -79,9 +83,9 @@ class DesktopApp:
         tray.open_quick_chat.connect(self.toggle_chat)
         tray.open_settings.connect(self.show_settings)
         tray.retry.connect(self.retry)
-        tray.restart.connect(lambda role: self._spawn(self.pool.restart(role)))
-        tray.stop.connect(lambda role: self._spawn(self.pool.stop_role(role)))
-        tray.pause_all.connect(lambda: self._spawn(self.pool.pause_all()))
+        tray.restart.connect(lambda role: self._spawn(self.instance.restart(role), "restart"))
+        tray.stop.connect(lambda role: self._spawn(self.instance.stop(role), "stop"))
+        tray.pause_all.connect(lambda: self._spawn(self.pool.pause_all(), "pause all"))
         tray.quit.connect(self.request_quit)
 
     async def run(self) -> int:
@@ -108,6 +112,7 @@ class DesktopApp:
                 self.tray.icon.showMessage("Hivetray settings", warning)
         if not self.tray_available:
             self.show_status()
+            assert self.status_window is not None
             self.status_window.statusBar().showMessage(
                 "No system tray was found: Hivetray runs from this window (closing it hides it; "
                 "quit with `hivetray quit`).")
@@ -150,23 +155,17 @@ class DesktopApp:
         return 1
 
     # -- intents --------------------------------------------------------------------------------
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            message = str(task.exception()).split("\n", 1)[0]
-            self.pool.events.emit(Event(EventKind.CONFIG, None, message, level="warning"))
+    def _spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        """A click's work runs on the pool's task set: a failure (say, a restart refused by
+        the breaker) becomes a ``task_failed`` event, shown in the status window's log."""
+        self.pool.tasks.spawn(coro, what)
 
     def retry(self, role: str) -> None:
-        self.pool.retry(role)
+        self.instance.retry(role)
         self._repaint()
 
     def request_quit(self) -> None:
-        self.instance.quit_requested.set()
+        self.instance.request_quit()
 
     def show_status(self) -> None:
         if self.status_window is None:
@@ -174,8 +173,9 @@ class DesktopApp:
 
             window = StatusWindow(self.pool.snapshot, self.paths.worker_log)
             window.retry.connect(self.retry)
-            window.restart.connect(lambda role: self._spawn(self.pool.restart(role)))
-            window.stop.connect(lambda role: self._spawn(self.pool.stop_role(role)))
+            window.restart.connect(lambda role: self._spawn(self.instance.restart(role),
+                                                            "restart"))
+            window.stop.connect(lambda role: self._spawn(self.instance.stop(role), "stop"))
             window.logs.events.load([e.to_dict() for e in self.pool.events.recent()])
             self.status_window = window
         self.status_window.present()
@@ -186,18 +186,17 @@ class DesktopApp:
         if self.settings_dialog is None:
             self.settings_dialog = SettingsDialog(self.paths, self.instance.config)
             self.settings_dialog.saved.connect(self._apply_saved_config)
-        self.settings_dialog.set_hotkey_status(self.hotkeys.status.message)
-        self.settings_dialog.load(self.instance.config)
-        self.settings_dialog.show()
-        self.settings_dialog.raise_()
-        self.settings_dialog.activateWindow()
+        dialog = self.settings_dialog
+        dialog.set_hotkey_status(self.hotkeys.status.message)
+        dialog.load(self.instance.config)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
 
     def _apply_saved_config(self) -> None:
-        async def reload() -> None:
-            await self.instance.cmd_reload({}, _no_reply)
-            self.register_hotkey()
-
-        self._spawn(reload())
+        for warning in self.instance.reload_config():
+            self.pool.events.emit(Event(EventKind.CONFIG, None, warning, level="warning"))
+        self.register_hotkey()
 
     # -- the global hotkey ------------------------------------------------------------------------
     def register_hotkey(self) -> None:
@@ -216,7 +215,7 @@ class DesktopApp:
 
     def _on_hotkey_status(self, status: HotkeyStatus) -> None:
         level = "info" if status.ok or status.pending else "warning"
-        self.pool.events.emit(Event(EventKind.CONFIG, None, f"quick-chat shortcut: "
+        self.pool.events.emit(Event(EventKind.HOTKEY, None, f"quick-chat shortcut: "
                                     f"{status.message}", level=level))
         if self.settings_dialog is not None:
             self.settings_dialog.set_hotkey_status(status.message)
@@ -225,8 +224,8 @@ class DesktopApp:
         """The hotkey / tray / `hivetray toggle-chat`: show or hide, and pre-warm the model."""
         self.quick_chat.toggle()
         if self.quick_chat.isVisible():
-            self.quick_chat.update_roles(self.pool.snapshot()["roles"])
-            self._spawn(self._prewarm())
+            self.quick_chat.update_roles(self.pool.snapshot().roles)
+            self._spawn(self._prewarm(), "pre-warm chat")
 
     async def _prewarm(self) -> None:
         try:
@@ -246,7 +245,7 @@ class DesktopApp:
     def _repaint(self) -> None:
         self.tray.update_health()
         if self.quick_chat.isVisible():
-            self.quick_chat.update_roles(self.pool.snapshot()["roles"])
+            self.quick_chat.update_roles(self.pool.snapshot().roles)
         if self.status_window is not None and self.status_window.isVisible():
             self.status_window.refresh()
 
@@ -258,7 +257,3 @@ class DesktopApp:
             install_quit_signals(asyncio.get_running_loop(), self.instance)
         except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
             log.info("signal handlers unavailable on this platform")
-
-
-async def _no_reply(_chunk: dict[str, Any]) -> None:
-    return None

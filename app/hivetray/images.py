@@ -6,6 +6,17 @@ runs, without importing worker code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ChatImage:
+    """An image for the vision role: a file's name (for error messages) and its bytes."""
+
+    name: str
+    data: bytes
+
+
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", 0, "png"), (b"\xff\xd8\xff", 0, "jpeg"), (b"GIF87a", 0, "gif"),
     (b"GIF89a", 0, "gif"), (b"BM", 0, "bmp"), (b"WEBP", 8, "webp"),

@@ -12,9 +12,9 @@ in *this* process spawning ``spawn``-method workers — and sends one small requ
 - ``rerank``: a query and two documents.
 
 It never talks to a running instance (that would test the instance's workers, not the spawn
-path of this executable), and it never touches the instance's files: its workers log to
-``cache/self-test/logs/`` and are recorded in ``cache/self-test/workers.json``, so a running
-instance's workers are neither swept nor their logs overwritten. Every worker is stopped at the
+path of this executable), and it never touches the instance's files or workers: it runs a
+private pool (no lock, no sweep, no worker record) whose workers log to
+``cache/self-test/logs/``. Every worker is stopped at the
 end, and the report says whether any child process was left (it is then killed and the run
 fails).
 """
@@ -38,7 +38,11 @@ from typing import Any
 
 from hivetray import ROLES, __version__
 from hivetray.config import Config, load_config
+from hivetray.errors import WorkerCrashed
+from hivetray.images import ChatImage
+from hivetray.instance import Instance
 from hivetray.paths import AppPaths
+from hivetray.pool.events import Event, EventKind
 
 #: how long one role may take to start and answer before it is reported as failed
 DEFAULT_TIMEOUT_S = 120.0
@@ -122,54 +126,56 @@ def _reason(exc: BaseException) -> str:
     if not lines:
         return type(exc).__name__
     first = lines[0]
-    if type(exc).__name__ == "WorkerCrashed" and len(lines) > 1:
+    if isinstance(exc, WorkerCrashed) and len(lines) > 1:
         first += f" — last log line: {lines[-1].strip()[:300]}"
     return first
 
 
 # -- the tiny request per role ----------------------------------------------------------------
-Handle = Callable[[dict[str, Any]], Awaitable[Any]]
+async def _chat_text(instance: Instance, params: dict[str, Any],
+                     images: list[ChatImage] | None = None) -> tuple[str, dict[str, Any]]:
+    texts: list[str] = []
+    async for chunk in instance.chat(params, images):
+        if chunk.get("done"):
+            return "".join(texts), chunk
+        texts.append(str(chunk.get("text", "")))
+    raise RuntimeError("the reply ended without a result")
 
 
-async def _chat(handle: Handle) -> str:
-    result = await handle({"cmd": "chat", "params": {
+async def _chat(instance: Instance) -> str:
+    text, result = await _chat_text(instance, {
         "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": CHAT_TOKENS,
-        "temperature": 0.0}})
-    usage = (result or {}).get("usage") or {}
-    return f"{usage.get('completion_tokens', '?')} tokens: {_clip(result.get('_text', ''))!r}"
+        "temperature": 0.0})
+    usage = result.get("usage") or {}
+    return f"{usage.get('completion_tokens', '?')} tokens: {_clip(text)!r}"
 
 
-async def _vision(handle: Handle) -> str:
-    import base64
-
-    result = await handle({"cmd": "chat", "params": {
+async def _vision(instance: Instance) -> str:
+    text, result = await _chat_text(instance, {
         "messages": [{"role": "user", "content": "What colour is this?"}],
         "max_tokens": VISION_TOKENS, "temperature": 0.0},
-        "images": [{"name": "self-test.png",
-                    "data_b64": base64.b64encode(tiny_png()).decode("ascii")}]})
-    usage = (result or {}).get("usage") or {}
+        [ChatImage("self-test.png", tiny_png())])
+    usage = result.get("usage") or {}
     return (f"32 px PNG, {usage.get('prompt_tokens', '?')} prompt tokens → "
-            f"{usage.get('completion_tokens', '?')} tokens: {_clip(result.get('_text', ''))!r}")
+            f"{usage.get('completion_tokens', '?')} tokens: {_clip(text)!r}")
 
 
-async def _embed(handle: Handle) -> str:
-    result = await handle({"cmd": "embed", "texts": ["Hivetray self-test"]})
-    vectors = result["embeddings"]
+async def _embed(instance: Instance) -> str:
+    vectors = (await instance.embed(["Hivetray self-test"]))["embeddings"]
     if len(vectors) != 1 or not vectors[0]:
         raise RuntimeError(f"expected one non-empty vector, got {len(vectors)}")
     return f"1 vector × {len(vectors[0])} dims"
 
 
-async def _rerank(handle: Handle) -> str:
-    result = await handle({"cmd": "rerank", "query": "what keeps models warm?", "documents": [
-        "Hivetray keeps local models warm.", "Bees live in hives."]})
-    rows = result["results"]
+async def _rerank(instance: Instance) -> str:
+    rows = (await instance.rerank("what keeps models warm?", [
+        "Hivetray keeps local models warm.", "Bees live in hives."]))["results"]
     if len(rows) != 2:
         raise RuntimeError(f"expected 2 scores, got {len(rows)}")
     return "scores " + ", ".join(f"doc{r['index']}={r['score']:.3f}" for r in rows)
 
 
-PROBES: dict[str, Callable[[Handle], Awaitable[str]]] = {
+PROBES: dict[str, Callable[[Instance], Awaitable[str]]] = {
     "chat": _chat, "vision": _vision, "embed": _embed, "rerank": _rerank,
 }
 
@@ -179,8 +185,6 @@ async def run_self_test(paths: AppPaths, config: Config, *,
                         timeout_s: float = DEFAULT_TIMEOUT_S,
                         progress: Callable[[RoleResult], None] | None = None) -> Report:
     """Test every configured role, one after the other (so spawn times are not contended)."""
-    from hivetray.instance import Instance
-
     started = time.perf_counter()
     test_paths = self_test_paths(paths)
     instance = Instance(test_paths, config, private=True)
@@ -188,8 +192,8 @@ async def run_self_test(paths: AppPaths, config: Config, *,
     spawned: list[int] = []
     spawned_roles: set[str] = set()
 
-    def on_event(event: Any) -> None:
-        if event.kind == "spawn" and event.data.get("pid"):
+    def on_event(event: Event) -> None:
+        if event.kind is EventKind.SPAWN and event.data.get("pid"):
             spawned.append(int(event.data["pid"]))
             spawned_roles.add(str(event.role))
 
@@ -210,7 +214,7 @@ async def run_self_test(paths: AppPaths, config: Config, *,
     return report
 
 
-async def _test_role(instance: Any, role: str, timeout_s: float) -> RoleResult:
+async def _test_role(instance: Instance, role: str, timeout_s: float) -> RoleResult:
     supervisor = instance.pool.role(role)
     cfg = supervisor.config
     result = RoleResult(role, "skipped", cfg.model, cfg.mmproj,
@@ -219,17 +223,6 @@ async def _test_role(instance: Any, role: str, timeout_s: float) -> RoleResult:
         result.result = "no model set"
         result.log = None
         return result
-
-    async def handle(request: dict[str, Any]) -> Any:
-        texts: list[str] = []
-
-        async def reply(chunk: dict[str, Any]) -> None:
-            texts.append(str(chunk.get("text", "")))
-
-        answer = await instance.handle(request, reply)
-        if isinstance(answer, dict) and request["cmd"] == "chat":
-            answer = {**answer, "_text": "".join(texts)}
-        return answer
 
     phase = "starting the worker"
     t0 = time.perf_counter()
@@ -242,7 +235,7 @@ async def _test_role(instance: Any, role: str, timeout_s: float) -> RoleResult:
                              if supervisor.usage.load_s is not None else None)
             phase = "the request"
             t1 = time.perf_counter()
-            result.result = await PROBES[role](handle)
+            result.result = await PROBES[role](instance)
             result.request_s = round(time.perf_counter() - t1, 3)
         result.status = "ok"
     except TimeoutError:

@@ -97,7 +97,9 @@ def start_daemon(home: AppPaths, tmp_path: Path) -> Iterator[StartDaemon]:
 
         def answering() -> bool:
             assert proc.poll() is None, f"daemon exited early: {daemon.stderr()}"
-            return status(env)["pid"] == proc.pid
+            # not before the socket exists: a status without it would run a private pool
+            # (which, for one, would keep a malformed config aside before the daemon could)
+            return home.socket_path.exists() and status(env)["pid"] == proc.pid
 
         wait_until(answering, 20.0, interval=0.05, what="daemon answering status")
         return daemon

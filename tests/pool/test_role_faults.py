@@ -10,7 +10,7 @@ import pytest
 
 from hivetray.config import PoolConfig, RoleConfig
 from hivetray.errors import InvalidModelFile, RoleInError, WorkerBusy, WorkerCrashed
-from hivetray.pool import role as role_module
+from hivetray.pool import dispatch as role_module
 from hivetray.pool.events import EventKind
 from hivetray.pool.health import HealthMonitor, start_timeout_s
 from hivetray.pool.states import RoleState
@@ -148,8 +148,8 @@ def test_any_failure_of_the_file_check_is_an_error_naming_the_file(tmp_path: Pat
             ran_through.append("runner")
             return fn()
 
-        rig.role.validate_model = check
-        rig.role.run_blocking = runner
+        rig.role.launcher.validate_model = check
+        rig.role.launcher.run_blocking = runner
         with pytest.raises(InvalidModelFile, match=r"/models/m\.gguf could not be checked"):
             await rig.role.ensure_ready()
         assert ran_through == ["runner"]  # off the loop, through the injected runner
@@ -167,7 +167,7 @@ def test_a_stop_during_the_file_check_spawns_nothing(tmp_path: Path) -> None:
             await release.wait()
             return fn()
 
-        rig.role.run_blocking = slow_runner
+        rig.role.launcher.run_blocking = slow_runner
         rig.role.begin_start()
         task = rig.role.stop("stop asked")
         assert task is not None

@@ -14,7 +14,7 @@ from tests.ui.conftest import PoolRig
 
 def cell(model: RoleTableModel, role: str, key: str,
          data_role: Qt.ItemDataRole = Qt.ItemDataRole.DisplayRole) -> Any:
-    row = [model.row_data(r)["role"] for r in range(model.rowCount())].index(role)
+    row = [model.row_data(r).role for r in range(model.rowCount())].index(role)
     return model.data(model.index(row, KEYS.index(key)), data_role)
 
 
@@ -28,7 +28,7 @@ def test_model_passes_qt_model_checks(qtmodeltester: ModelTester, pool_rig: Pool
 def test_rows_show_the_four_roles_and_their_states(pool_rig: PoolRig) -> None:
     model = RoleTableModel(pool_rig.pool.snapshot)
     model.refresh()
-    assert [model.row_data(r)["role"] for r in range(4)] == ["chat", "vision", "embed", "rerank"]
+    assert [model.row_data(r).role for r in range(4)] == ["chat", "vision", "embed", "rerank"]
     assert cell(model, "chat", "state") == "stopped"
     assert cell(model, "vision", "state") == "no model set"
     assert cell(model, "chat", "model") == "chat.gguf"

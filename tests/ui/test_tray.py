@@ -5,6 +5,8 @@ from __future__ import annotations
 from pytestqt.qtbot import QtBot
 
 from hivetray.pool.events import Event, EventKind
+from hivetray.pool.states import RoleState
+from hivetray.pool.status import RoleStatus
 from hivetray.ui.icons import Health
 from hivetray.ui.tray import NOTIFY_INTERVAL_S, TrayIcon, overall_health
 from tests.ui.conftest import PoolRig
@@ -51,7 +53,8 @@ def test_badge_follows_overall_health(qtbot: QtBot, pool_rig: PoolRig) -> None:
     pool_rig.crash_chat(times=2)
     tray.update_health()
     assert tray.health is Health.TROUBLE
-    assert overall_health([{"state": "starting"}, {"state": "ready"}]) is Health.BUSY
+    assert overall_health([RoleStatus("chat", RoleState.STARTING),
+                           RoleStatus("embed", RoleState.READY)]) is Health.BUSY
 
 
 def test_notifications_are_rate_limited_per_role_and_kind(qtbot: QtBot,

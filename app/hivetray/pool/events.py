@@ -33,8 +33,14 @@ class EventKind(StrEnum):
     STOP = "stop"
     ESCALATE = "escalate"
     SWEEP = "sweep"
+    #: a settings problem (a bad value, a malformed file) or a change applied
     CONFIG = "config"
+    #: a background task of the pool or a click's work failed
     TASK_FAILED = "task_failed"
+    #: the quick-chat shortcut was registered, or could not be
+    HOTKEY = "hotkey"
+    #: the chat history could not be read or written
+    HISTORY = "history"
 
 
 @dataclass(frozen=True)

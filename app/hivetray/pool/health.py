@@ -7,6 +7,8 @@ on the answers (sends the ping, kills the worker); this module only keeps time.
 
 from __future__ import annotations
 
+import os
+
 from hivetray.pool.clock import Clock
 
 #: a start may take this long whatever the model's size...
@@ -22,6 +24,17 @@ def start_timeout_s(configured_s: float, model_bytes: int) -> float:
     if configured_s > 0:
         return configured_s
     return START_TIMEOUT_BASE_S + START_TIMEOUT_PER_GIB_S * model_bytes / 2**30
+
+
+def files_size(*paths: str | None) -> int:
+    """Bytes of the given files (missing ones count 0): what a load has to read."""
+    total = 0
+    for path in paths:
+        try:
+            total += os.stat(path).st_size if path else 0
+        except OSError:
+            pass
+    return total
 
 
 class HealthMonitor:

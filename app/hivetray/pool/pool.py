@@ -23,13 +23,11 @@ from hivetray.models.validate import check_role
 from hivetray.paths import AppPaths
 from hivetray.pool.clock import Clock, MonotonicClock
 from hivetray.pool.events import Event, EventKind, EventLog
-from hivetray.pool.role import (
-    BlockingRunner,
-    ModelCheck,
-    NoRegistry,
-    RoleSupervisor,
-    WorkerRegistry,
-)
+from hivetray.pool.launch import BlockingRunner, ModelCheck
+from hivetray.pool.registry import NoRegistry, WorkerRegistry
+from hivetray.pool.role import RoleSupervisor
+from hivetray.pool.states import RoleState
+from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.pool.sweep import WorkerRecord
 from hivetray.pool.tasks import TaskSet, wait_shielded
 from hivetray.pool.transport import Spawner, process_spawner
@@ -184,31 +182,23 @@ class WorkerPool:
         await self.tasks.wait()  # starts still checking their files, settling config changes
 
     # -- status -------------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """The ``hivetray status --json`` document (plus a few extra fields for the UI)."""
-        return {"pid": os.getpid(), "roles": [self.role_snapshot(r) for r in self.roles.values()]}
+    def snapshot(self) -> PoolStatus:
+        """Every role's status now (``hivetray status``, the tray, the status window)."""
+        return PoolStatus(os.getpid(), tuple(self.role_snapshot(r) for r in self.roles.values()))
 
-    def role_snapshot(self, role: RoleSupervisor) -> dict[str, Any]:
+    def role_snapshot(self, role: RoleSupervisor) -> RoleStatus:
         now = self.clock.now()
-        retry_in = role.breaker.retry_in_s() if role.state == "cooling_down" else None
-        return {
-            "role": role.name,
-            "state": str(role.state),
-            "pid": role.pid,
-            "model": role.config.model,
-            "in_flight": len(role.in_flight),
-            "crashes_in_window": role.breaker.crashes_in_window(),
-            "retry_in_s": round(retry_in, 1) if retry_in is not None else None,
-            "last_error": role.last_error,
-            "rss_bytes": _rss(role.pid),
-            "requests": role.usage.requests,
-            "tokens_per_s": role.usage.tokens_per_s,
-            "prompt_tokens": role.usage.prompt_tokens,
-            "completion_tokens": role.usage.completion_tokens,
-            "load_s": role.usage.load_s,
-            "uptime_s": round(now - role.started_at, 1) if role.started_at is not None else None,
-            "pinned": role.config.pinned,
-        }
+        retry_in = role.breaker.retry_in_s() if role.state is RoleState.COOLING_DOWN else None
+        return RoleStatus(
+            role=role.name, state=role.state, pid=role.pid, model=role.config.model,
+            in_flight=len(role.in_flight), crashes_in_window=role.breaker.crashes_in_window(),
+            retry_in_s=round(retry_in, 1) if retry_in is not None else None,
+            last_error=role.last_error, rss_bytes=_rss(role.pid),
+            requests=role.usage.requests, tokens_per_s=role.usage.tokens_per_s,
+            prompt_tokens=role.usage.prompt_tokens,
+            completion_tokens=role.usage.completion_tokens, load_s=role.usage.load_s,
+            uptime_s=round(now - role.started_at, 1) if role.started_at is not None else None,
+            pinned=role.config.pinned)
 
 
 def _rss(pid: int | None) -> int | None:

@@ -9,82 +9,47 @@ it refuses illegal edges and turns every change into an event.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import signal
 import traceback
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from hivetray.config import PoolConfig, RoleConfig
 from hivetray.errors import (
     CircuitOpen,
     HivetrayError,
-    InvalidModelFile,
     ModelLoadError,
     PoolClosed,
     RequestCancelled,
     RoleInError,
     RoleUnconfigured,
-    WorkerBusy,
-    WorkerCrashed,
-    describe_exit,
     error_from_wire,
 )
 from hivetray.models.validate import check_role
 from hivetray.pool.breaker import CircuitBreaker
 from hivetray.pool.clock import Clock
+from hivetray.pool.dispatch import stream_request
 from hivetray.pool.events import Event, EventKind, EventLog
-from hivetray.pool.health import HealthMonitor, start_timeout_s
-from hivetray.pool.logtail import log_size, read_tail, telling_line
-from hivetray.pool.requests import InFlight, PendingRequest, Usage
+from hivetray.pool.exits import crash_error, crash_while_loading_counts, load_death_message
+from hivetray.pool.health import HealthMonitor
+from hivetray.pool.launch import BlockingRunner, Launcher, ModelCheck, StartGate
+from hivetray.pool.registry import NoRegistry, WorkerRegistry
+from hivetray.pool.requests import InFlight, Usage
+from hivetray.pool.retire import Retirement
 from hivetray.pool.shutdown import Timing, stop_worker
-from hivetray.pool.states import IllegalTransition, RoleState, is_legal
-from hivetray.pool.tasks import TaskSet, wait_shielded
+from hivetray.pool.states import (
+    RETRYABLE,
+    SERVING,
+    STOPPABLE,
+    IllegalTransition,
+    RoleState,
+    is_legal,
+)
+from hivetray.pool.tasks import TaskSet, in_thread, wait_shielded
 from hivetray.pool.transport import Spawner
-from hivetray.pool.worker_run import RunSink, WorkerRun
-from hivetray.workers.spec import WorkerSpec
+from hivetray.pool.worker_run import WorkerRun
 
-log = logging.getLogger(__name__)
 S = RoleState
-#: (role, model, mmproj) -> anything, or raises ModelLoadError; injected so logic tests need
-#: no model files
-ModelCheck = Callable[[str, str | None, str | None], object]
-#: runs a blocking function off the event loop (a thread in production, inline in unit tests)
-BlockingRunner = Callable[[Callable[[], int]], Awaitable[int]]
-#: requests waiting for (or being served by) one worker; past this, callers get WorkerBusy
-MAX_QUEUED_REQUESTS = 64
-#: a death by these signals while loading is the model's own fault (llama.cpp aborted or
-#: faulted on it): the role goes to ``error``; any other signal came from outside (the OOM
-#: killer's SIGKILL, a stray SIGTERM) and is a crash within the restart budget
-MODEL_FAULT_SIGNALS = frozenset(getattr(signal, name) for name in
-                                ("SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE")
-                                if hasattr(signal, name))
-
-
-class WorkerRegistry(Protocol):
-    """Where live worker pids are recorded (the launch-time sweep reads it)."""
-
-    def add(self, role: str, pid: int) -> None: ...
-
-    def remove(self, pid: int) -> None: ...
-
-
-class NoRegistry:
-    """A private pool records nothing: the shared record belongs to the home's owner."""
-
-    def add(self, role: str, pid: int) -> None:
-        return None
-
-    def remove(self, pid: int) -> None:
-        return None
-
-
-async def _in_thread(fn: Callable[[], int]) -> int:
-    return await asyncio.to_thread(fn)
-
-
 class RoleSupervisor:
     """Keeps one role's worker alive, healthy and cheap; the pool holds one per role."""
 
@@ -92,18 +57,17 @@ class RoleSupervisor:
                  spawner: Spawner, clock: Clock, events: EventLog, log_path: Path,
                  registry: WorkerRegistry | None = None, faults: frozenset[str] = frozenset(),
                  validate_model: ModelCheck = check_role,
-                 run_blocking: BlockingRunner = _in_thread, tasks: TaskSet | None = None,
+                 run_blocking: BlockingRunner = in_thread, tasks: TaskSet | None = None,
                  eager: bool = True) -> None:
         self.name = name
         self.config = config
-        self.spawner = spawner
         self.clock = clock
         self.events = events
         self.log_path = log_path
         self.registry: WorkerRegistry = registry or NoRegistry()
-        self.faults = faults
-        self.validate_model = validate_model
-        self.run_blocking = run_blocking
+        self.launcher = Launcher(name, spawner=spawner, clock=clock, log_path=log_path,
+                                 faults=faults, validate_model=validate_model,
+                                 run_blocking=run_blocking)
         self.tasks = tasks or TaskSet(self._task_failed)
         #: pinned roles start at launch and after a crash; off in private pools
         self.eager = eager
@@ -119,10 +83,9 @@ class RoleSupervisor:
         self.last_used = clock.now()
         self.closed = False
         self.in_flight = InFlight()
-        self._start_future: asyncio.Future[None] | None = None
-        self._start_attempt = 0
+        self.start_gate = StartGate()
         self._stop_task: asyncio.Task[None] | None = None
-        self._retiring: dict[WorkerRun, asyncio.Task[None]] = {}
+        self.retired = Retirement(self.tasks, self.timing, name, self._escalating)
 
     @property
     def link(self) -> Any:
@@ -179,59 +142,32 @@ class RoleSupervisor:
                 self.begin_start()
                 continue
             if state is S.STARTING:
-                assert self._start_future is not None
-                await wait_shielded(self._start_future)
+                await self.start_gate.wait()
                 continue
             return  # READY or BUSY
 
     def begin_start(self) -> None:
         """stopped → starting: check the files off the loop, then spawn (not awaited)."""
-        loop = asyncio.get_running_loop()
         self.breaker.begin_attempt()
-        self._start_future = loop.create_future()
-        self._start_future.add_done_callback(_consume_exception)
-        self._start_attempt += 1
+        attempt = self.start_gate.open()
         self._set_state(S.STARTING, "spawning")
-        self.tasks.spawn(self._check_then_spawn(self._start_attempt, self.config),
-                         f"start-{self.name}")
+        self.tasks.spawn(self._check_then_spawn(attempt, self.config), f"start-{self.name}")
 
     async def _check_then_spawn(self, attempt: int, config: RoleConfig) -> None:
-        """A missing, truncated or hostile file is reported without spawning; the check runs
-        in a thread, so a slow or huge header never stalls the loop (or the UI)."""
-        def check() -> int:
-            self.validate_model(self.name, config.model, config.mmproj)
-            return sum(_size(p) for p in (config.model, config.mmproj))
-
+        """A missing, truncated or hostile file is reported without spawning; a stop (or a
+        newer start) that came during the check wins."""
         try:
-            model_bytes = await self.run_blocking(check)
+            model_bytes = await self.launcher.check(config)
         except ModelLoadError as exc:
-            error: ModelLoadError = exc
-        except Exception as exc:  # a bug in the check must not leave the role in starting
-            error = InvalidModelFile(f"{config.model} could not be checked ({type(exc).__name__}:"
-                                     f" {exc}); is it really a GGUF model?", config.model)
-        else:
-            if self.state is S.STARTING and attempt == self._start_attempt:
-                self._spawn(config, model_bytes)
+            if self.state is S.STARTING and attempt == self.start_gate.attempt:
+                self._emit(EventKind.LOAD_ERROR, f"{self.name}: {exc}", level="error")
+                self._fail_start(str(exc), exc)
             return
-        if self.state is S.STARTING and attempt == self._start_attempt:
-            self._emit(EventKind.LOAD_ERROR, f"{self.name}: {error}", level="error")
-            self._fail_start(str(error), error)
-
-    def _spawn(self, config: RoleConfig, model_bytes: int) -> None:
-        spec = WorkerSpec(self.name, config.model or "", config.mmproj, config.n_ctx,
-                          config.n_threads, str(self.log_path), self.faults)
-        loop = asyncio.get_running_loop()
+        if self.state is not S.STARTING or attempt != self.start_gate.attempt:
+            return
         try:
-            link = self.spawner(spec)
-            # the run is current before the link starts: it reports back only through the sink
-            self.run = WorkerRun(link, loop.create_future(), log_size(self.log_path),
-                                 self.clock.now(), start_timeout_s(config.start_timeout_s,
-                                                                   model_bytes))
-            link.start(RunSink(self, self.run))
+            self.launcher.spawn(config, model_bytes, self)
         except Exception as exc:  # e.g. fork failure, out of file descriptors
-            run, self.run = self.run, None
-            if run is not None:
-                run.link.close()
             self._emit(EventKind.CRASH, f"{self.name}: spawning the worker failed: {exc}",
                        {"traceback": traceback.format_exc()}, level="error")
             self._fail_start(f"could not start the worker process: {exc}")
@@ -239,13 +175,9 @@ class RoleSupervisor:
     def _fail_start(self, message: str, error: HivetrayError | None = None) -> None:
         self.last_error = message
         self._set_state(S.ERROR, message)
-        self._fail_start_waiters(error or RoleInError(self.name, message))
+        self.start_gate.fail(error or RoleInError(self.name, message))
         if self.run is not None:  # it reported a load error and is exiting: see it go aside
             self._retire(self.run)
-
-    def _fail_start_waiters(self, error: BaseException) -> None:
-        if self._start_future is not None and not self._start_future.done():
-            self._start_future.set_exception(error)
 
     # -- callbacks of the current worker (loop thread, through its RunSink) ------------------
     def on_started(self, pid: int) -> None:
@@ -290,8 +222,7 @@ class RoleSupervisor:
         self.health.restart()
         self._set_state(S.READY, f"model loaded in {self.usage.load_s or 0:.2f} s")
         self._emit(EventKind.READY, f"{self.name}: ready", {"load_s": self.usage.load_s})
-        if self._start_future is not None and not self._start_future.done():
-            self._start_future.set_result(None)
+        self.start_gate.succeed()
 
     def _request_finished(self, kind: str, payload: Any) -> None:
         self.last_used = self.clock.now()
@@ -322,9 +253,14 @@ class RoleSupervisor:
         if run.pid is not None:
             self.registry.remove(run.pid)
         if self.state is S.STOPPING:
-            self.in_flight.fail_all(RequestCancelled(f"the {self.name} worker was stopped"))
-            return
-        self._on_crash(run, exitcode)
+            self._on_requested_exit()
+        else:
+            self._on_crash(run, exitcode)
+
+    def _on_requested_exit(self) -> None:
+        """A stop someone asked for (user, idle reaper, settings, quit): not a crash; the stop
+        task sets the state once the process is reaped."""
+        self.in_flight.fail_all(RequestCancelled(f"the {self.name} worker was stopped"))
 
     def on_retired_exit(self, run: WorkerRun, exitcode: int | None) -> None:
         """A worker this role had already replaced (or stopped aside) is gone."""
@@ -333,17 +269,15 @@ class RoleSupervisor:
 
     # -- crashes ----------------------------------------------------------------------------------
     def _on_crash(self, run: WorkerRun, exitcode: int | None) -> None:
-        tail = read_tail(self.log_path, since=run.log_offset)
-        error = WorkerCrashed(self.name, exitcode, str(self.log_path), tail, run.kill_reason)
+        """The worker died unasked: a load error (the model's fault) or a counted crash."""
+        error = crash_error(self.name, run, exitcode, self.log_path)
         self._emit(EventKind.CRASH, str(error).split("\n", 1)[0],
-                   {"exitcode": exitcode, "log_tail": tail}, level="error")
-        if self.state is S.STARTING and not _crash_while_loading_counts(run, exitcode):
-            self._fail_start(f"the worker {describe_exit(exitcode)} while loading "
-                             f"{self.config.model}; see {self.log_path}" + telling_line(tail),
-                             error)
+                   {"exitcode": exitcode, "log_tail": error.log_tail}, level="error")
+        if self.state is S.STARTING and not crash_while_loading_counts(run, exitcode):
+            self._fail_start(load_death_message(error, self.config.model), error)
             return
         self.in_flight.fail_all(error)
-        self._fail_start_waiters(error)
+        self.start_gate.fail(error)
         self.last_error = str(error).split("\n", 1)[0]
         if self.breaker.record_crash():
             self._set_state(S.COOLING_DOWN, "restart budget exhausted")
@@ -358,48 +292,14 @@ class RoleSupervisor:
             self.begin_start()
 
     # -- requests -----------------------------------------------------------------------------
-    async def stream(self, method: str,
-                     params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
-        """Yield the worker's chunks, then a final ``{"done": True, **result}``.
+    def stream(self, method: str,
+               params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """Yield the worker's chunks, then ``{"done": True, **result}`` (``pool.dispatch``)."""
+        return stream_request(self, method, params)
 
-        Leaving early (break, cancellation, closed connection) cancels the request in the
-        worker; the request stays in flight until the worker confirms.
-        """
-        await self.ensure_ready()
-        run = self.run
-        assert run is not None
-        if len(self.in_flight) >= MAX_QUEUED_REQUESTS:
-            raise WorkerBusy(self.name, len(self.in_flight))
-        req = self.in_flight.add(method)
-        try:
-            run.link.send({"type": "request", "id": req.id, "method": method, "params": params})
-        except BaseException:
-            self.in_flight.discard(req.id)
-            raise
+    def mark_busy(self, method: str) -> None:
         if self.state is S.READY:
             self._set_state(S.BUSY, method)
-        finished = False
-        try:
-            while True:
-                kind, payload = await req.queue.get()
-                if kind == "chunk":
-                    yield payload
-                    continue
-                finished = True
-                if kind == "error":
-                    raise payload
-                if kind == "cancelled":
-                    raise RequestCancelled("the request was cancelled")
-                yield {"done": True, **(payload or {})}
-                return
-        finally:
-            if not finished:
-                self.cancel(req)
-
-    def cancel(self, req: PendingRequest) -> None:
-        if req.id in self.in_flight and not req.cancel_sent and self.run is not None:
-            req.cancel_sent = True
-            self.run.link.abort(req.id)
 
     # -- health, start deadline, cooldown, reaping (driven by the pool's ticker) --------------
     def health_tick(self) -> None:
@@ -411,7 +311,7 @@ class RoleSupervisor:
                 self._kill(run, f"did not finish loading within {run.start_timeout_s:g} s and "
                                 "was killed", EventKind.START_TIMEOUT)
             return
-        if self.state not in (S.READY, S.BUSY):
+        if self.state not in SERVING:
             return
         if self.health.overdue():
             self.health.forget()
@@ -456,7 +356,7 @@ class RoleSupervisor:
         """Reset the breaker and any load error; pinned roles start again at once."""
         self.breaker.reset()
         self.last_error = None
-        if self.state in (S.COOLING_DOWN, S.ERROR):
+        if self.state in RETRYABLE:
             self._set_state(S.STOPPED, "retry asked")
             self._restart_if_pinned()
 
@@ -468,9 +368,9 @@ class RoleSupervisor:
         """
         if self.state is S.STOPPING:
             return self._stop_task
-        if self.state not in (S.STARTING, S.READY, S.BUSY):
-            if self._retiring:
-                return self.tasks.spawn(self._wait_retired(), f"stop-{self.name}")
+        if self.state not in STOPPABLE:
+            if self.retired:
+                return self.tasks.spawn(self.retired.wait(), f"stop-{self.name}")
             return None
         self._set_state(S.STOPPING, reason)
         self._emit(EventKind.STOP, f"{self.name}: stopping ({reason})", {"reason": reason})
@@ -478,18 +378,18 @@ class RoleSupervisor:
         return self._stop_task
 
     def live_links(self) -> list[Any]:
-        """Links of every worker process this role still has (current and replaced ones)."""
-        runs = [*([self.run] if self.run is not None else []), *self._retiring]
-        return [run.link for run in runs if run.alive]
+        """Links of every worker process this role still has (current and retired ones)."""
+        current = [self.run.link] if self.run is not None and self.run.alive else []
+        return [*current, *self.retired.links()]
 
     def stop_all_workers(self, reason: str) -> list[asyncio.Task[None]]:
-        """Quit: stop the current worker and wait for every replaced one too."""
+        """Quit: stop the current worker and wait for every retired one too."""
         task = self.stop(reason)
-        return [*([task] if task is not None else []), *self._retiring.values()]
+        return [*([task] if task is not None else []), *self.retired.stops()]
 
     async def _stop_sequence(self, reason: str) -> None:
         """Shutdown message → grace → SIGTERM → 5 s → SIGKILL; always ends reaped and stopped."""
-        self._fail_start_waiters(
+        self.start_gate.fail(
             RequestCancelled(f"the {self.name} worker was stopped while starting"))
         self.in_flight.fail_all(RequestCancelled(f"the {self.name} worker was stopped ({reason})"))
         run = self.run
@@ -497,21 +397,12 @@ class RoleSupervisor:
             await stop_worker(run.link, run.exited, self.timing, self._escalating)
         self._set_state(S.STOPPED, reason)
 
-    async def _wait_retired(self) -> None:
-        await asyncio.gather(*map(wait_shielded, list(self._retiring.values())))
-
     def _retire(self, run: WorkerRun) -> asyncio.Task[None]:
         """Stop a worker that is no longer the role's current one, without touching the state;
         its exit then arrives as ``on_retired_exit``."""
         if self.run is run:
             self.run = None
-        task = self._retiring.get(run)
-        if task is None:
-            task = self.tasks.spawn(stop_worker(run.link, run.exited, self.timing,
-                                                self._escalating), f"retire-{self.name}")
-            self._retiring[run] = task
-            task.add_done_callback(lambda _t: self._retiring.pop(run, None))
-        return task
+        return self.retired.retire(run)
 
     def _escalating(self, signal_name: str) -> None:
         self._emit(EventKind.ESCALATE, f"{self.name}: worker did not exit; sending "
@@ -534,32 +425,10 @@ class RoleSupervisor:
     async def _settle_after_config(self, stopping: asyncio.Task[None] | None) -> None:
         if stopping is not None:
             await wait_shielded(stopping)
-        if self.state in (S.COOLING_DOWN, S.ERROR):
+        if self.state in RETRYABLE:
             self._set_state(S.STOPPED, "settings changed")
         if not self.config.configured and self.state is S.STOPPED:
             self._set_state(S.UNCONFIGURED, "no model set")
         elif self.config.configured and self.state is S.UNCONFIGURED:
             self._set_state(S.STOPPED, "model set")
         self._restart_if_pinned()
-
-
-def _crash_while_loading_counts(run: WorkerRun, exitcode: int | None) -> bool:
-    """Does a death while loading count as a crash (retried within the budget)? Yes when
-    Hivetray killed it (start deadline) or a signal from outside did; no when the model made
-    llama.cpp abort or fault, or the worker exited on its own (both say the file is bad)."""
-    if run.kill_reason is not None or exitcode is None:
-        return True
-    return exitcode < 0 and -exitcode not in MODEL_FAULT_SIGNALS
-
-
-def _size(path: str | None) -> int:
-    try:
-        return os.stat(path).st_size if path else 0
-    except OSError:
-        return 0
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    """A start nobody awaited (pinned role) must not log 'exception was never retrieved'."""
-    if not future.cancelled():
-        future.exception()

@@ -39,7 +39,19 @@ LEGAL_TRANSITIONS: dict[RoleState, frozenset[RoleState]] = {
     S.ERROR: frozenset({S.STOPPED}),
 }
 
-LIVE_STATES = frozenset({S.STARTING, S.READY, S.BUSY, S.STOPPING})
+# named groups of states: the supervisor and the UI ask these, nobody spells state names
+#: a worker process may exist: starting, serving or on its way out
+LIVE = frozenset({S.STARTING, S.READY, S.BUSY, S.STOPPING})
+#: the worker is loaded and answers (health pings apply)
+SERVING = frozenset({S.READY, S.BUSY})
+#: ``stop()`` acts: the role's worker is starting or running
+STOPPABLE = frozenset({S.STARTING, S.READY, S.BUSY})
+#: ``retry()`` acts: the breaker is open or the model failed to load
+RETRYABLE = frozenset({S.COOLING_DOWN, S.ERROR})
+#: what the tray badge shows as trouble
+TROUBLE = RETRYABLE
+#: on the way to another state on its own
+TRANSITIONAL = frozenset({S.STARTING, S.STOPPING})
 
 
 def is_legal(old: RoleState, new: RoleState) -> bool:

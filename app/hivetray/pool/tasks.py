@@ -52,6 +52,18 @@ def _log_failure(name: str, error: BaseException) -> None:
     log.error("background task %s failed: %s", name, error, exc_info=error)
 
 
+async def in_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking function (a file check) off the event loop."""
+    return await asyncio.to_thread(fn)
+
+
+def consume_exception(future: asyncio.Future[Any]) -> None:
+    """A done-callback for a future nobody may await (a pinned role's start): its exception
+    is reported elsewhere and must not be logged as 'never retrieved'."""
+    if not future.cancelled():
+        future.exception()
+
+
 async def wait_shielded(task: asyncio.Future[T]) -> T:
     """Await ``task`` without cancelling it if the awaiting coroutine is cancelled.
 

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from hivetray.pool.states import RoleState
+from hivetray.pool.status import RoleStatus
 
-STATE_LABELS = {
-    "unconfigured": "no model set",
-    "stopped": "stopped",
-    "starting": "starting…",
-    "ready": "ready",
-    "busy": "busy",
-    "cooling_down": "cooling down",
-    "stopping": "stopping…",
-    "error": "error",
+S = RoleState
+STATE_LABELS: dict[RoleState, str] = {
+    S.UNCONFIGURED: "no model set",
+    S.STOPPED: "stopped",
+    S.STARTING: "starting…",
+    S.READY: "ready",
+    S.BUSY: "busy",
+    S.COOLING_DOWN: "cooling down",
+    S.STOPPING: "stopping…",
+    S.ERROR: "error",
 }
 
-STATE_COLOURS = {
-    "ready": "#2e9d4f",
-    "busy": "#2f7fd8",
-    "starting": "#c98a00",
-    "stopping": "#c98a00",
-    "cooling_down": "#d9480f",
-    "error": "#e5484d",
+STATE_COLOURS: dict[RoleState, str] = {
+    S.READY: "#2e9d4f",
+    S.BUSY: "#2f7fd8",
+    S.STARTING: "#c98a00",
+    S.STOPPING: "#c98a00",
+    S.COOLING_DOWN: "#d9480f",
+    S.ERROR: "#e5484d",
 }
 
 
@@ -46,13 +48,12 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def state_line(row: dict[str, Any]) -> str:
+def state_line(status: RoleStatus) -> str:
     """'chat — ready · qwen.gguf' / 'chat — cooling down (42 s)' for the tray menu."""
-    state = str(row["state"])
-    label = STATE_LABELS.get(state, state)
-    if state == "cooling_down" and row.get("retry_in_s") is not None:
-        label += f" ({round(row['retry_in_s'])} s)"
-    if row.get("in_flight"):
-        label += f" · {row['in_flight']} in flight"
-    model = model_name(row.get("model")) if row.get("model") else ""
-    return f"{row['role']} — {label}" + (f" · {model}" if model else "")
+    label = STATE_LABELS[status.state]
+    if status.state is S.COOLING_DOWN and status.retry_in_s is not None:
+        label += f" ({round(status.retry_in_s)} s)"
+    if status.in_flight:
+        label += f" · {status.in_flight} in flight"
+    model = model_name(status.model) if status.model else ""
+    return f"{status.role} — {label}" + (f" · {model}" if model else "")

@@ -8,6 +8,7 @@ class only paints and turns keys into intents.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from PySide6.QtWidgets import (
 
 from hivetray.errors import CircuitOpen, HivetrayError, RoleInError, RoleUnconfigured
 from hivetray.history import HistoryError, Message
+from hivetray.pool.states import RoleState
+from hivetray.pool.status import RoleStatus
 from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.chat_widgets import Attachment, ChatInput, MessageView
 
@@ -289,19 +292,18 @@ class QuickChatWindow(QWidget):
         self._banner_role = role
         self.banner_box.setVisible(bool(text))
 
-    def update_roles(self, rows: list[dict[str, Any]]) -> None:
+    def update_roles(self, roles: Sequence[RoleStatus]) -> None:
         """Say so when the chat worker cannot answer right now, with a countdown and Retry."""
-        chat = next((r for r in rows if r["role"] == "chat"), None)
+        chat = next((r for r in roles if r.role == "chat"), None)
         if chat is None:
             return
-        if chat["state"] == "cooling_down":
-            seconds = round(float(chat.get("retry_in_s") or 0))
+        if chat.state is RoleState.COOLING_DOWN:
+            seconds = round(chat.retry_in_s or 0)
             self.show_banner(f"The chat worker keeps crashing; retrying in {seconds} s. "
-                             f"{chat.get('last_error') or ''}", "Retry now", "chat")
-        elif chat["state"] == "error":
-            self.show_banner(f"The chat model could not load: {chat.get('last_error')}",
-                             "Retry", "chat")
-        elif chat["state"] == "unconfigured":
+                             f"{chat.last_error or ''}", "Retry now", "chat")
+        elif chat.state is RoleState.ERROR:
+            self.show_banner(f"The chat model could not load: {chat.last_error}", "Retry", "chat")
+        elif not chat.configured:
             self.show_banner("No chat model is set yet.", "Set one…", None)
         elif self._banner_role == "chat":
             self.show_banner("")

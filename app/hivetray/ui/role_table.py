@@ -1,4 +1,4 @@
-"""A thin ``QAbstractTableModel`` over pool snapshots: one row per role.
+"""A thin ``QAbstractTableModel`` over pool snapshots: one row per role (a ``RoleStatus``).
 
 It owns no state of its own beyond the last snapshot; ``refresh()`` takes a new one and emits
 ``dataChanged`` only for cells that changed, so a 1 Hz countdown tick repaints one cell.
@@ -12,6 +12,8 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from hivetray.pool.states import RoleState
+from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.ui.formatting import (
     STATE_COLOURS,
     STATE_LABELS,
@@ -35,10 +37,14 @@ def _load(value: Any) -> str:
     return f"{value:.2f} s" if value is not None else "—"
 
 
-#: (header, snapshot key, formatter)
+def _state(value: Any) -> str:
+    return STATE_LABELS[RoleState(value)]
+
+
+#: (header, RoleStatus field, formatter)
 COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("Role", "role", str),
-    ("State", "state", lambda s: STATE_LABELS.get(s, s)),
+    ("State", "state", _state),
     ("Model", "model", model_name),
     ("PID", "pid", lambda p: str(p) if p else "—"),
     ("Memory", "rss_bytes", megabytes),
@@ -54,27 +60,28 @@ STATE_COLUMN = KEYS.index("state")
 
 
 class RoleTableModel(QAbstractTableModel):
-    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, snapshot: Callable[[], PoolStatus]) -> None:
         super().__init__()
         self._snapshot = snapshot
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[RoleStatus] = []
 
     def refresh(self) -> None:
-        rows = list(self._snapshot().get("roles", []))
-        if [r["role"] for r in rows] != [r["role"] for r in self._rows]:
+        rows = list(self._snapshot().roles)
+        if [r.role for r in rows] != [r.role for r in self._rows]:
             self.beginResetModel()
             self._rows = rows
             self.endResetModel()
             return
         old, self._rows = self._rows, rows
         for r, (before, after) in enumerate(zip(old, rows, strict=True)):
-            changed = [c for c, key in enumerate(KEYS) if before.get(key) != after.get(key)]
-            if before.get("last_error") != after.get("last_error"):
+            changed = [c for c, key in enumerate(KEYS)
+                       if getattr(before, key) != getattr(after, key)]
+            if before.last_error != after.last_error:
                 changed.append(STATE_COLUMN)
             if changed:
                 self.dataChanged.emit(self.index(r, min(changed)), self.index(r, max(changed)))
 
-    def row_data(self, row: int) -> dict[str, Any]:
+    def row_data(self, row: int) -> RoleStatus:
         return self._rows[row]
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -94,7 +101,7 @@ class RoleTableModel(QAbstractTableModel):
             return None
         row = self._rows[index.row()]
         _header, key, fmt = COLUMNS[index.column()]
-        value = row.get(key)
+        value = getattr(row, key)
         if role == Qt.ItemDataRole.DisplayRole:
             return fmt(value)
         if role == Qt.ItemDataRole.UserRole:
@@ -102,8 +109,8 @@ class RoleTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and key == "state" and value in STATE_COLOURS:
             return QColor(STATE_COLOURS[value])
         if role == Qt.ItemDataRole.ToolTipRole:
-            if key == "state" and row.get("last_error"):
-                return str(row["last_error"])
+            if key == "state" and row.last_error:
+                return row.last_error
             if key == "model" and value:
                 return str(value)
         if role == Qt.ItemDataRole.TextAlignmentRole and key not in ("role", "state", "model"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
@@ -21,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from hivetray.pool.status import PoolStatus
 from hivetray.ui.log_pane import LogPane
 from hivetray.ui.role_table import KEYS, RoleTableModel
 
@@ -32,7 +32,7 @@ class StatusWindow(QMainWindow):
     restart = Signal(str)
     stop = Signal(str)
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]],
+    def __init__(self, snapshot: Callable[[], PoolStatus],
                  log_path_for: Callable[[str], Path]) -> None:
         super().__init__()
         self.setWindowTitle(WINDOW_TITLE)
@@ -93,7 +93,7 @@ class StatusWindow(QMainWindow):
         rows = self.table.selectionModel().selectedRows()
         if not rows:
             return None
-        return str(self.model.row_data(rows[0].row())["role"])
+        return self.model.row_data(rows[0].row()).role
 
     def _update_detail(self) -> None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
@@ -101,12 +101,11 @@ class StatusWindow(QMainWindow):
             self.detail.setText("")
             return
         row = self.model.row_data(rows[0].row())
-        self.detail.setText(f"<b>{row['role']}</b>: {row.get('last_error') or 'no errors'}"
+        self.detail.setText(f"<b>{row.role}</b>: {row.last_error or 'no errors'}"
                             .replace("\n", "<br>"))
-        state = row["state"]
-        self.buttons["Retry"].setEnabled(state in ("cooling_down", "error"))
-        self.buttons["Stop"].setEnabled(state in ("starting", "ready", "busy"))
-        self.buttons["Restart"].setEnabled(state != "unconfigured")
+        self.buttons["Retry"].setEnabled(row.can_retry)
+        self.buttons["Stop"].setEnabled(row.can_stop)
+        self.buttons["Restart"].setEnabled(row.configured)
 
     def _retry(self) -> None:
         if (role := self.selected_role()) is not None:

@@ -3,31 +3,29 @@ rate-limited notifications for crashes and the circuit breaker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from hivetray.pool.events import Event, EventKind
+from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.ui.formatting import state_line
 from hivetray.ui.icons import Health, health_icon
 
-TROUBLE_STATES = {"cooling_down", "error"}
-BUSY_STATES = {"starting", "stopping"}
 NOTIFY_KINDS = {EventKind.CRASH, EventKind.BREAKER_OPEN, EventKind.BREAKER_CLOSED,
                 EventKind.LOAD_ERROR}
 #: at most one notification per role and kind in this many seconds
 NOTIFY_INTERVAL_S = 30.0
 
 
-def overall_health(rows: list[dict[str, Any]]) -> Health:
-    states = {row["state"] for row in rows}
-    if states & TROUBLE_STATES:
+def overall_health(roles: Iterable[RoleStatus]) -> Health:
+    roles = list(roles)
+    if any(status.in_trouble for status in roles):
         return Health.TROUBLE
-    if states & BUSY_STATES:
+    if any(status.in_transition for status in roles):
         return Health.BUSY
     return Health.OK
 
@@ -44,7 +42,7 @@ class TrayIcon(QObject):
     pause_all = Signal()
     quit = Signal()
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]], clock: Callable[[], float],
+    def __init__(self, snapshot: Callable[[], PoolStatus], clock: Callable[[], float],
                  hotkey_label: Callable[[], str], icon: QSystemTrayIcon | None = None) -> None:
         super().__init__()
         self._snapshot = snapshot
@@ -64,7 +62,7 @@ class TrayIcon(QObject):
         self.icon.show()
 
     def update_health(self) -> None:
-        rows = self._snapshot()["roles"]
+        rows = self._snapshot().roles
         health = overall_health(rows)
         if health != self._health:
             self._health = health
@@ -79,27 +77,24 @@ class TrayIcon(QObject):
         """Vorta's habit: the menu is built from live state every time it opens."""
         menu = self.menu
         menu.clear()
-        rows = self._snapshot()["roles"]
+        rows = self._snapshot().roles
         for row in rows:
             line = menu.addAction(state_line(row))
             line.setEnabled(False)
-            if row.get("last_error"):
-                line.setToolTip(str(row["last_error"]))
+            if row.last_error:
+                line.setToolTip(row.last_error)
         menu.addSeparator()
         chat = menu.addAction(f"Open quick chat\t{self._hotkey_label()}")
         chat.triggered.connect(self.open_quick_chat)
         menu.addAction("Status window…").triggered.connect(self.open_status)
         menu.addSeparator()
         for row in rows:
-            if row["state"] == "unconfigured":
+            if not row.configured:
                 continue
-            sub = menu.addMenu(f"{row['role'].capitalize()} worker")
-            role = str(row["role"])
-            self._add(sub, "Retry now", partial(self.retry.emit, role),
-                      row["state"] in TROUBLE_STATES)
-            self._add(sub, "Restart", partial(self.restart.emit, role), True)
-            self._add(sub, "Stop", partial(self.stop.emit, role),
-                      row["state"] in ("starting", "ready", "busy"))
+            sub = menu.addMenu(f"{row.role.capitalize()} worker")
+            self._add(sub, "Retry now", partial(self.retry.emit, row.role), row.can_retry)
+            self._add(sub, "Restart", partial(self.restart.emit, row.role), True)
+            self._add(sub, "Stop", partial(self.stop.emit, row.role), row.can_stop)
         menu.addAction("Pause all (stop workers)").triggered.connect(self.pause_all)
         menu.addSeparator()
         menu.addAction("Settings…").triggered.connect(self.open_settings)

@@ -1,0 +1,99 @@
+"""What the pool tells the outside about its roles: typed, frozen, and one JSON shape.
+
+The UI renders :class:`RoleStatus` objects (never dicts), and asks them what may be done
+(``can_stop``, ``can_retry``) instead of spelling state names itself; ``hivetray status
+--json`` is produced here, in :meth:`PoolStatus.status_json`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from hivetray.pool.states import LIVE, RETRYABLE, STOPPABLE, TRANSITIONAL, TROUBLE, RoleState
+
+#: the fields of one role in ``hivetray status --json`` (docs/contract.md), in this order
+STATUS_JSON_KEYS = ("role", "state", "pid", "model", "in_flight", "crashes_in_window",
+                    "retry_in_s", "last_error", "rss_bytes", "requests", "tokens_per_s")
+
+
+@dataclass(frozen=True)
+class RoleStatus:
+    role: str
+    state: RoleState
+    pid: int | None = None
+    model: str | None = None
+    in_flight: int = 0
+    crashes_in_window: int = 0
+    retry_in_s: float | None = None
+    last_error: str | None = None
+    rss_bytes: int | None = None
+    requests: int = 0
+    tokens_per_s: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    load_s: float | None = None
+    uptime_s: float | None = None
+    pinned: bool = False
+
+    @property
+    def can_stop(self) -> bool:
+        return self.state in STOPPABLE
+
+    @property
+    def can_retry(self) -> bool:
+        return self.state in RETRYABLE
+
+    @property
+    def configured(self) -> bool:
+        return self.state is not RoleState.UNCONFIGURED
+
+    @property
+    def in_trouble(self) -> bool:
+        return self.state in TROUBLE
+
+    @property
+    def in_transition(self) -> bool:
+        return self.state in TRANSITIONAL
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field (the socket's ``status`` reply; the CLI's text view reads them)."""
+        out = asdict(self)
+        out["state"] = str(self.state)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RoleStatus:
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in raw.items() if key in known}
+        values["state"] = RoleState(raw["state"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    pid: int
+    roles: tuple[RoleStatus, ...]
+
+    def role(self, name: str) -> RoleStatus:
+        for status in self.roles:
+            if status.role == name:
+                return status
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "roles": [status.to_dict() for status in self.roles]}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PoolStatus:
+        return cls(int(raw["pid"]), tuple(RoleStatus.from_dict(r) for r in raw["roles"]))
+
+    def status_json(self) -> dict[str, Any]:
+        """The ``hivetray status --json`` document: exactly the contract's fields."""
+        return {"pid": self.pid,
+                "roles": [{key: row[key] for key in STATUS_JSON_KEYS}
+                          for row in (status.to_dict() for status in self.roles)]}
