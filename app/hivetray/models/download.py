@@ -81,7 +81,6 @@ def download(repo: str, filename: str, dest: Path, *, revision: str = "main",
              hub: str | None = None) -> Downloaded:
     """Fetch ``repo``/``filename`` into ``dest`` (resuming ``dest.part``) and verify it."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.file_download import http_get
 
     hub = hub or endpoint()
     url = hf_hub_url(repo, filename, revision=revision, endpoint=hub)
@@ -101,10 +100,8 @@ def download(repo: str, filename: str, dest: Path, *, revision: str = "main",
     if size is not None and resume > size:
         resume = 0
         part.unlink()
-    try:  # the progress bar (tqdm) shows on a terminal and stays quiet when piped
-        with open(part, "ab") as handle:
-            http_get(meta.location or url, handle, resume_size=resume, expected_size=size,
-                     displayed_filename=filename)
+    try:
+        fetch_ranged(meta.location or url, part, resume, size, filename)
     except Exception as exc:
         kept = part.stat().st_size if part.exists() else 0
         raise DownloadFailed(f"download of {repo}/{filename} stopped at {kept} bytes: "
@@ -118,6 +115,45 @@ def download(repo: str, filename: str, dest: Path, *, revision: str = "main",
                                    f"{expected[0]}:{actual}")
     os.replace(part, dest)
     return Downloaded(dest, got, _label(expected), resume)
+
+
+#: connection drops tolerated per download; each retry resumes where the file stopped
+RETRIES = 3
+
+
+def fetch_ranged(url: str, part: Path, resume: int, size: int | None, label: str) -> None:
+    """Append ``url``'s bytes from ``resume`` on to ``part``, with a progress bar.
+
+    Only huggingface_hub's public API: its HTTP session (proxies, endpoint, user agent) and
+    headers (the user's token); the ranged GET and the retry that resumes are ours. The bar
+    (tqdm) shows on a terminal and stays quiet when piped.
+    """
+    from huggingface_hub import get_session
+    from huggingface_hub.utils import build_hf_headers
+    from tqdm.auto import tqdm
+
+    with tqdm(total=size, initial=resume, unit="B", unit_scale=True, desc=label,
+              disable=None) as bar:
+        for attempt in range(RETRIES + 1):
+            done = part.stat().st_size if part.exists() else 0
+            headers = {**build_hf_headers(), **({"Range": f"bytes={done}-"} if done else {})}
+            try:
+                with get_session().stream("GET", url, headers=headers, follow_redirects=True,
+                                          timeout=30) as response, open(part, "ab") as handle:
+                    response.raise_for_status()
+                    if done and response.status_code != 206:
+                        raise DownloadFailed(f"{url} does not resume downloads (HTTP "
+                                             f"{response.status_code}); delete {part} and "
+                                             "download again")
+                    for block in response.iter_bytes(2**20):
+                        handle.write(block)
+                        bar.update(len(block))
+                return
+            except DownloadFailed:
+                raise
+            except Exception:
+                if attempt == RETRIES:
+                    raise
 
 
 def _label(expected: tuple[str, str] | None) -> str:
