@@ -12,28 +12,14 @@ import re
 import time
 from typing import Any
 
-from hivetray.errors import ContextOverflow, InvalidRequest, ModelLoadError
-from hivetray.workers.logcapture import install_llama_log_callback, native_failure_reason
-from hivetray.workers.runtime import RequestContext
+from hivetray.errors import ContextOverflow, InvalidRequest
+from hivetray.workers.context import RequestContext
+from hivetray.workers.loading import load_llama
 from hivetray.workers.spec import WorkerSpec
 
 FLUSH_TOKENS = 16
 FLUSH_SECONDS = 0.040
 _OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
-
-
-def load_llama(spec: WorkerSpec, **extra: Any) -> Any:
-    """Load the model, turning llama.cpp's terse failure into an error that says why."""
-    install_llama_log_callback()
-    from llama_cpp import Llama
-
-    try:
-        return Llama(model_path=spec.model, n_ctx=spec.n_ctx, n_threads=spec.n_threads or None,
-                     verbose=True, **extra)
-    except ValueError as exc:
-        reason = native_failure_reason() or str(exc)
-        raise ModelLoadError(f"llama.cpp could not load {spec.model}: {reason}",
-                             spec.model) from exc
 
 
 class ChatHandler:

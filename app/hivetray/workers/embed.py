@@ -18,8 +18,9 @@ from typing import Any
 from hivetray.errors import InvalidRequest, ModelLoadError
 from hivetray.models.gguf import GGUFInfo, read_header
 from hivetray.models.validate import POOLING_MEAN, POOLING_NONE, POOLING_RANK
-from hivetray.workers.chat import load_llama
-from hivetray.workers.runtime import RequestContext
+from hivetray.workers.batch import SequenceBatch, clear_memory, pooled
+from hivetray.workers.context import RequestContext
+from hivetray.workers.loading import load_llama
 from hivetray.workers.spec import WorkerSpec
 
 #: a decode packs at most this many sequences (llama.cpp's own limit is also respected)
@@ -51,35 +52,33 @@ def encode_sequences(llm: Any, sequences: list[list[int]], width: int, take: int
     Each list must already fit ``width`` tokens. Returns None when the request was cancelled
     between batches.
     """
-    import llama_cpp
-
     n_seq_max = max(1, min(MAX_SEQS_PER_DECODE, int(llm.context_params.n_seq_max)))
     out: list[list[float]] = []
-    batch: list[list[int]] = []
+    pending: list[list[int]] = []
     used = 0
+    batch = SequenceBatch(width, n_seq_max)
 
     def flush() -> None:
-        llm._ctx.kv_cache_clear()
-        llm._batch.reset()
-        for seq_id, tokens in enumerate(batch):
-            llm._batch.add_sequence(tokens, seq_id, True)
-        llm._ctx.decode(llm._batch)
-        for seq_id in range(len(batch)):
-            ptr = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, seq_id)
-            out.append([float(x) for x in ptr[:take]])
-        llm._batch.reset()
+        clear_memory(llm.ctx)
+        for seq_id, tokens in enumerate(pending):
+            batch.add(tokens, seq_id)
+        batch.decode(llm.ctx)
+        out.extend(pooled(llm.ctx, seq_id, take) for seq_id in range(len(pending)))
 
-    for tokens in sequences:
-        if batch and (used + len(tokens) > width or len(batch) >= n_seq_max):
+    try:
+        for tokens in sequences:
+            if pending and (used + len(tokens) > width or len(pending) >= n_seq_max):
+                flush()
+                pending, used = [], 0
+                if ctx is not None and ctx.is_cancelled():
+                    return None
+            pending.append(tokens)
+            used += len(tokens)
+        if pending:
             flush()
-            batch, used = [], 0
-            if ctx is not None and ctx.is_cancelled():
-                return None
-        batch.append(tokens)
-        used += len(tokens)
-    if batch:
-        flush()
-    llm._ctx.kv_cache_clear()
+    finally:
+        clear_memory(llm.ctx)
+        batch.close()
     return out
 
 

@@ -28,6 +28,8 @@ from typing import Any, TextIO
 recent_native_lines: deque[str] = deque(maxlen=40)
 #: the thread serving a request right now: its Python-level prints are not logged
 _private_thread: int | None = None
+#: the ctypes callback handed to llama.cpp (must stay alive while native code may call it)
+_callback_ref: Any = None
 
 
 class _GuardedStream:
@@ -149,9 +151,17 @@ def install_llama_log_callback() -> None:
         if line:
             recent_native_lines.append(line)
 
-    # keep a reference: ctypes callbacks are freed when collected
-    globals()["_llama_log_callback_ref"] = _callback
+    # keep a reference for the process's lifetime: ctypes callbacks are freed when collected,
+    # and llama.cpp (and mtmd, see vision) call it until the worker exits
+    global _callback_ref
+    _callback_ref = _callback
     llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+
+
+def llama_log_callback() -> Any:
+    """The installed llama.cpp log callback (to route other native loggers, like mtmd's,
+    through the same filter), or None before the first model load."""
+    return _callback_ref
 
 
 def native_failure_reason() -> str:

@@ -19,8 +19,8 @@ from typing import Any
 from hivetray.errors import InvalidRequest, NotARerankModel
 from hivetray.models.gguf import read_header
 from hivetray.models.validate import POOLING_RANK, check_rerank, rerank_needs_forced_pooling
+from hivetray.workers.context import RequestContext
 from hivetray.workers.embed import encode_sequences, load_embedding_llama, usable_context
-from hivetray.workers.runtime import RequestContext
 from hivetray.workers.spec import WorkerSpec
 
 

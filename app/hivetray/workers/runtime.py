@@ -17,12 +17,12 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
 from hivetray.errors import InvalidRequest, PayloadTooLarge, error_to_wire
+from hivetray.workers.context import RequestContext, RoleHandler
 from hivetray.workers.logcapture import private_output, redirect_output
 from hivetray.workers.spec import MAX_LOG_BYTES, MAX_PAYLOAD_BYTES, WorkerSpec
 from hivetray.workers.watchdog import start_parent_watchdog
@@ -32,27 +32,6 @@ class AbortFlag(Protocol):
     """The shared abort flag: holds the id of the request to abort (0 = none)."""
 
     value: int
-
-
-class RequestContext:
-    """What a role handler sees of the request it serves: emit chunks, check cancellation."""
-
-    def __init__(self, request_id: int, send: Callable[[dict[str, Any]], None],
-                 cancelled: Callable[[], bool]) -> None:
-        self.request_id = request_id
-        self._send = send
-        self.is_cancelled = cancelled
-
-    def emit(self, chunk: dict[str, Any]) -> None:
-        self._send({"type": "chunk", "id": self.request_id, "data": chunk})
-
-
-class RoleHandler(Protocol):
-    def handle(self, method: str, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        ...
-
-    def info(self) -> dict[str, Any]:
-        ...
 
 
 class ControlThread(threading.Thread):

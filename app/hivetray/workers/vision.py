@@ -21,9 +21,10 @@ from typing import Any
 from hivetray.errors import InvalidImage, InvalidRequest, ModelLoadError, ProjectorMismatch
 from hivetray.models.gguf import read_header
 from hivetray.models.validate import check_projector
-from hivetray.workers.chat import chat_messages, load_llama, stream_chat
-from hivetray.workers.logcapture import native_failure_reason
-from hivetray.workers.runtime import RequestContext
+from hivetray.workers.chat import chat_messages, stream_chat
+from hivetray.workers.context import RequestContext
+from hivetray.workers.loading import load_llama
+from hivetray.workers.logcapture import llama_log_callback, native_failure_reason
 from hivetray.workers.spec import WorkerSpec
 
 #: longest side kept; larger images are downscaled (aspect kept) before encoding
@@ -124,12 +125,6 @@ def _route_mtmd_log() -> None:
     """Send mtmd's log through the same callback as llama.cpp's (worker log + load reasons)."""
     import llama_cpp.mtmd_cpp as mtmd_cpp
 
-    from hivetray.workers import logcapture
-
-    callback = getattr(logcapture, "_llama_log_callback_ref", None)
+    callback = llama_log_callback()
     if callback is not None:
-        _keep_alive.append(callback)  # ctypes callbacks must outlive every native user
         mtmd_cpp.mtmd_helper_log_set(callback, None)
-
-
-_keep_alive: list[Any] = []
