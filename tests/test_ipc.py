@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from hivetray import ipc, probe
+from hivetray import ipc, ipc_client, probe
 from hivetray.errors import (
     ContextOverflow,
     InternalError,
@@ -218,7 +218,7 @@ def test_a_listener_without_the_token_is_not_our_instance(
     """Our instance died and someone else now listens on its port: nothing is sent to them
     beyond a random nonce (no token, no request), and no instance is reported."""
     monkeypatch.setenv("HIVETRAY_IPC", "tcp")
-    monkeypatch.setattr(ipc, "HANDSHAKE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(ipc_client, "HANDSHAKE_TIMEOUT_S", 0.5)
     monkeypatch.setattr(probe, "PROBE_TIMEOUT_S", 0.5)
     folder = tmp_path / "run"
     folder.mkdir(mode=0o700)
@@ -355,7 +355,7 @@ def test_handler_errors_reach_the_client_without_a_traceback(
 
 def test_a_reply_over_the_client_limit_is_a_typed_error(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ipc, "REPLY_LIMIT", 1024, raising=False)
+    monkeypatch.setattr(ipc_client, "REPLY_LIMIT", 1024)
     path = tmp_path / "run" / "instance.sock"
 
     async def big(request: dict[str, Any], reply: ipc.Reply) -> Any:

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,11 @@ from hivetray.errors import (
     InternalError,
     InvalidRequest,
     NoInstance,
-    ReplyTooLarge,
     RequestCancelled,
     UnsafeRuntimeDir,
-    error_from_wire,
     error_to_wire,
 )
+from hivetray.ipc_client import call, connect, encode, read_short_line, request
 from hivetray.probe import instance_alive, read_endpoint, use_tcp
 
 __all__ = ["AlreadyRunning", "NoInstance", "Reply", "Server", "UnsafeRuntimeDir", "call",
@@ -46,8 +45,6 @@ log = logging.getLogger(__name__)
 
 #: longest request line the server reads (images travel base64-encoded inside it)
 REQUEST_LIMIT = 64 * 2**20
-#: longest reply line a client reads (a large embed batch can exceed it: ReplyTooLarge)
-REPLY_LIMIT = 64 * 2**20
 #: a TCP peer has this long to complete the handshake (both directions)
 HANDSHAKE_TIMEOUT_S = 2.0
 #: TCP connections still in their handshake; past it new ones are closed at once
@@ -61,15 +58,11 @@ Reply = Callable[[dict[str, Any]], Awaitable[None]]
 Handler = Callable[[dict[str, Any], Reply], Awaitable[Any]]
 
 
-def _encode(obj: dict[str, Any]) -> bytes:
-    return (json.dumps(obj, default=str) + "\n").encode()
-
-
 def _error_line(exc: HivetrayError) -> bytes:
     """The reply line for an error; its traceback stays on this side."""
     wire = error_to_wire(exc)
     wire.pop("traceback", None)
-    return _encode({"ok": False, "error": wire})
+    return encode({"ok": False, "error": wire})
 
 
 class Server:
@@ -150,14 +143,14 @@ class Server:
     @staticmethod
     async def _challenge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                          token: str) -> bool:
-        hello = probe.server_hello(token, await _read_short_line(reader))
+        hello = probe.server_hello(token, await read_short_line(reader))
         if hello is None:
             return False
         answer, client_nonce, server_nonce = hello
         writer.write(answer)
         await writer.drain()
         return probe.check_client_proof(token, client_nonce, server_nonce,
-                                        await _read_short_line(reader))
+                                        await read_short_line(reader))
 
 
 async def serve(path: Path, handler: Handler) -> Server:
@@ -196,31 +189,13 @@ async def _answering(path: Path) -> bool:
     """``probe.instance_alive`` without blocking the loop: in TCP mode the instance that
     must answer the handshake may be served by this very loop (tests, a restart in-process)."""
     try:
-        _reader, writer = await _connect(path)
+        _reader, writer = await connect(path)
     except NoInstance:
         return False
     writer.close()
     with contextlib.suppress(Exception):
         await writer.wait_closed()
     return True
-
-
-async def _read_short_line(reader: asyncio.StreamReader) -> bytes | None:
-    """One handshake line of at most HANDSHAKE_LINE_LIMIT bytes, or None (too long, EOF).
-
-    Byte by byte, because the reader's own limit is the request's 64 MiB and the bytes after
-    the newline (the request, once authenticated) must stay in the reader. The calls return at
-    once from the buffer, so this costs ~100 cheap awaits per handshake.
-    """
-    line = bytearray()
-    while len(line) <= probe.HANDSHAKE_LINE_LIMIT:
-        byte = await reader.read(1)
-        if not byte:
-            return None
-        if byte == b"\n":
-            return bytes(line)
-        line += byte
-    return None
 
 
 async def _serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -242,7 +217,7 @@ async def _serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         return
 
     async def reply(chunk: dict[str, Any]) -> None:
-        writer.write(_encode({"chunk": chunk}))
+        writer.write(encode({"chunk": chunk}))
         await writer.drain()
 
     work = asyncio.ensure_future(handler(request, reply))
@@ -269,7 +244,7 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
 def _result_line(cmd: str, work: asyncio.Future[Any]) -> bytes:
     """The final reply line of a finished request: its result or its typed error."""
     try:
-        return _encode({"ok": True, "result": work.result()})
+        return encode({"ok": True, "result": work.result()})
     except HivetrayError as exc:
         return _error_line(exc)
     except asyncio.CancelledError:  # cancelled inside the instance (pool shutting down)
@@ -310,121 +285,3 @@ def _deeper_than(value: Any, limit: int) -> bool:
                     return True
                 stack.append((child, depth + 1))
     return False
-
-
-async def request(path: Path, cmd: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
-    """Send one command; yield its chunks, then ``{"result": ...}``; raise its error.
-
-    Every failure is a HivetrayError with a one-line message: NoInstance when the instance
-    goes away, ReplyTooLarge past REPLY_LIMIT, InternalError for a reply that is not ours.
-    """
-    reader, writer = await _connect(path)
-    try:
-        try:
-            writer.write(_encode({"cmd": cmd, **params}))
-            await writer.drain()
-        except ConnectionError:
-            raise _gone() from None
-        while True:
-            try:
-                line = await reader.readline()
-            except ValueError:  # asyncio's LimitOverrunError, re-raised by readline
-                raise ReplyTooLarge(REPLY_LIMIT) from None
-            except ConnectionError:
-                raise _gone() from None
-            if not line.endswith(b"\n"):  # EOF, possibly in the middle of a line
-                raise _gone()
-            message = _parse_reply(line)
-            if "chunk" in message:
-                yield message["chunk"]
-            elif message.get("ok") is True:
-                yield {"result": message.get("result")}
-                return
-            else:
-                raise _wire_error(message.get("error"))
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-
-
-def _gone() -> NoInstance:
-    return NoInstance("the Hivetray instance closed the connection before its reply was "
-                      "complete (did it quit or crash?)")
-
-
-def _malformed(what: str) -> InternalError:
-    return InternalError(f"the Hivetray instance sent a malformed reply ({what}); if it is "
-                         "another version of Hivetray, restart it with `hivetray quit`")
-
-
-def _parse_reply(line: bytes) -> dict[str, Any]:
-    try:
-        message = json.loads(line)
-    except (ValueError, RecursionError):
-        raise _malformed("not JSON") from None
-    if not isinstance(message, dict):
-        raise _malformed("not a JSON object")
-    if "chunk" in message and not isinstance(message["chunk"], dict):
-        raise _malformed("a chunk that is not an object")
-    return message
-
-
-def _wire_error(error: object) -> HivetrayError:
-    """The error of a reply, rebuilt from its type, message and fields only."""
-    if not isinstance(error, dict):
-        return _malformed("neither a result nor an error")
-    fields = error.get("fields")
-    return error_from_wire({"type": str(error.get("type", "RemoteError")),
-                            "message": str(error.get("message", "")),
-                            "fields": fields if isinstance(fields, dict) else {}})
-
-
-async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Open a connection, after checking the folder and the endpoint are private to us; in
-    TCP mode, only once the listener has proved it knows the token."""
-    tcp = use_tcp()
-    if not (sockdir.check_private_dir(path.parent)
-            and sockdir.check_endpoint(path, want_socket=not tcp)):
-        raise NoInstance(f"no Hivetray instance is running (no socket at {path})")
-    try:
-        if not tcp:
-            return await asyncio.open_unix_connection(str(path), limit=REPLY_LIMIT)
-        endpoint = read_endpoint(path)
-        if endpoint is None:
-            raise NoInstance(f"no Hivetray instance is running (unreadable endpoint {path})")
-        reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port,
-                                                       limit=REPLY_LIMIT)
-    except OSError as exc:  # refused, gone, reset
-        reason = exc.strerror or type(exc).__name__
-        raise NoInstance(f"no Hivetray instance is running ({reason}: {path})") from None
-    try:
-        if await _client_handshake(reader, writer, endpoint.token):
-            return reader, writer
-    except (ConnectionError, TimeoutError):
-        pass
-    writer.close()
-    raise NoInstance(f"the process on port {endpoint.port} did not prove it is your Hivetray "
-                     f"instance (the instance has probably exited and the port was reused)")
-
-
-async def _client_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            token: str) -> bool:
-    async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-        client_nonce = probe.new_nonce()
-        writer.write(probe.encode_line({"hello": client_nonce}))
-        await writer.drain()
-        server_nonce = probe.check_server_hello(token, client_nonce,
-                                                await _read_short_line(reader))
-        if server_nonce is None:
-            return False
-        writer.write(probe.encode_line(probe.client_proof_message(token, client_nonce,
-                                                                  server_nonce)))
-        return True
-
-
-async def call(path: Path, cmd: str, **params: Any) -> Any:
-    async for item in request(path, cmd, **params):
-        if "result" in item:
-            return item["result"]
-    return None

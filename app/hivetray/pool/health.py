@@ -8,8 +8,11 @@ on the answers (sends the ping, kills the worker); this module only keeps time.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from enum import StrEnum
 
 from hivetray.pool.clock import Clock
+from hivetray.pool.worker_run import WorkerRun
 
 #: a start may take this long whatever the model's size...
 START_TIMEOUT_BASE_S = 60.0
@@ -37,8 +40,24 @@ def files_size(*paths: str | None) -> int:
     return total
 
 
+class Stuck(StrEnum):
+    """Why a worker is killed: it overran its start deadline, or stopped answering pings."""
+
+    LOADING = "loading"
+    HUNG = "hung"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the supervisor should do for its worker now: ping it, or kill it (and why)."""
+
+    ping_seq: int | None = None
+    stuck: Stuck | None = None
+    reason: str = ""
+
+
 class HealthMonitor:
-    """Ping schedule and ping timeout of the current worker."""
+    """Ping schedule and ping timeout of the current worker, and its start deadline."""
 
     def __init__(self, clock: Clock, interval_s: float = 10.0, timeout_s: float = 5.0) -> None:
         self.clock = clock
@@ -82,3 +101,21 @@ class HealthMonitor:
 
     def start_overdue(self, spawned_at: float, timeout_s: float) -> bool:
         return self.clock.now() - spawned_at >= timeout_s
+
+    def verdict(self, run: WorkerRun, *, loading: bool, serving: bool) -> Verdict | None:
+        """One tick's decision for ``run``: nothing, a ping to send, or a kill (not twice)."""
+        if run.kill_reason is not None:
+            return None
+        if loading:
+            if self.start_overdue(run.spawned_at, run.start_timeout_s):
+                return Verdict(stuck=Stuck.LOADING, reason=f"did not finish loading within "
+                               f"{run.start_timeout_s:g} s and was killed")
+            return None
+        if not serving:
+            return None
+        if self.overdue():
+            self.forget()
+            return Verdict(stuck=Stuck.HUNG, reason=f"did not answer a health ping within "
+                           f"{self.timeout_s:g} s and was killed")
+        seq = self.ping_due()
+        return Verdict(ping_seq=seq) if seq is not None else None

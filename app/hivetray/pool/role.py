@@ -31,7 +31,7 @@ from hivetray.pool.clock import Clock
 from hivetray.pool.dispatch import stream_request
 from hivetray.pool.events import Event, EventKind, EventLog
 from hivetray.pool.exits import crash_error, crash_while_loading_counts, load_death_message
-from hivetray.pool.health import HealthMonitor
+from hivetray.pool.health import HealthMonitor, Stuck
 from hivetray.pool.launch import BlockingRunner, Launcher, ModelCheck, StartGate
 from hivetray.pool.registry import NoRegistry, WorkerRegistry
 from hivetray.pool.requests import InFlight, Usage
@@ -303,30 +303,20 @@ class RoleSupervisor:
 
     # -- health, start deadline, cooldown, reaping (driven by the pool's ticker) --------------
     def health_tick(self) -> None:
+        """Ping the worker on schedule; kill it when it overran its start or stopped answering
+        (its exit is then reported, and counted, as a crash)."""
         run = self.run
-        if run is None or run.kill_reason is not None:
+        verdict = run and self.health.verdict(run, loading=self.state is S.STARTING,
+                                              serving=self.state in SERVING)
+        if not verdict:
             return
-        if self.state is S.STARTING:
-            if self.health.start_overdue(run.spawned_at, run.start_timeout_s):
-                self._kill(run, f"did not finish loading within {run.start_timeout_s:g} s and "
-                                "was killed", EventKind.START_TIMEOUT)
+        assert run is not None
+        if verdict.ping_seq is not None:
+            run.link.send_control({"op": "ping", "seq": verdict.ping_seq})
             return
-        if self.state not in SERVING:
-            return
-        if self.health.overdue():
-            self.health.forget()
-            self._kill(run, f"did not answer a health ping within "
-                            f"{self.pool_config.ping_timeout_s:g} s and was killed",
-                       EventKind.PING_TIMEOUT)
-            return
-        seq = self.health.ping_due()
-        if seq is not None:
-            run.link.send_control({"op": "ping", "seq": seq})
-
-    def _kill(self, run: WorkerRun, reason: str, kind: EventKind) -> None:
-        """Kill a hung or stuck worker; its exit is then reported (and counted) as a crash."""
-        run.kill_reason = reason
-        self._emit(kind, f"{self.name}: the worker {reason}", level="error")
+        run.kill_reason = verdict.reason
+        kind = EventKind.START_TIMEOUT if verdict.stuck is Stuck.LOADING else EventKind.PING_TIMEOUT
+        self._emit(kind, f"{self.name}: the worker {verdict.reason}", level="error")
         run.link.kill()
 
     def expire_cooldown(self) -> bool:
