@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from hivetray import ROLES
+from hivetray.chatparams import check_chat_params
 from hivetray.errors import InvalidImage, InvalidRequest, PayloadTooLarge
 from hivetray.images import ChatImage, sniff_image_type
 from hivetray.pool.events import Event
@@ -143,11 +144,12 @@ class Commands:
 
     async def chat(self, request: dict[str, Any], reply: Reply) -> Any:
         """Stream a reply; a request with ``images`` goes to the vision worker."""
-        raw_params = request.get("params") or {}
-        if not isinstance(raw_params, dict):
+        raw = request.get("params")
+        if not isinstance(raw, dict):
             raise InvalidRequest("chat needs 'params': an object with 'messages'")
-        params = dict(raw_params)
+        params: dict[str, Any] = dict(raw)
         images = decode_images(request.get("images") or params.pop("images", None))
+        check_chat_params(params)
         async for chunk in self.instance.chat(params, images):
             if chunk.get("done"):
                 return {k: v for k, v in chunk.items() if k != "done"}

@@ -12,6 +12,7 @@ import re
 import time
 from typing import Any
 
+from hivetray.chatparams import check_chat_params
 from hivetray.errors import ContextOverflow, InvalidRequest
 from hivetray.workers.context import RequestContext
 from hivetray.workers.loading import load_llama
@@ -40,10 +41,7 @@ def chat_messages(role: str, method: str, params: dict[str, Any]) -> list[dict[s
     """The request's messages, after checking it is a chat request (chat and vision roles)."""
     if method != "chat":
         raise InvalidRequest(f"the {role} worker has no method {method!r}")
-    messages = params.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("chat needs a non-empty 'messages' list")
-    return messages
+    return check_chat_params(params)
 
 
 def stream_chat(llm: Any, messages: list[dict[str, Any]], params: dict[str, Any],
