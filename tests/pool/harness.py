@@ -54,9 +54,29 @@ async def inline(fn: Callable[[], int]) -> int:
     return fn()
 
 
-def run(factory: Callable[[], Awaitable[T]]) -> T:
+#: scenarios run on a fake clock over fake workers and finish in milliseconds; one still running
+#: after this long waits for something that never comes (a broken stop escalation, say)
+SCENARIO_DEADLINE_S = 10.0
+
+
+def run(factory: Callable[[], Awaitable[T]], *, deadline_s: float = SCENARIO_DEADLINE_S) -> T:
+    """Run one scenario on a fresh event loop; fail, naming it, if it outlives ``deadline_s``.
+
+    Without a deadline a hung scenario only ends at pytest-timeout's global limit (120 s), with
+    a stack dump instead of the scenario's name.
+    """
+    name = getattr(factory, "__qualname__", repr(factory))
+
     async def main() -> T:
-        return await factory()
+        deadline = asyncio.timeout(deadline_s)
+        try:
+            async with deadline:
+                return await factory()
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the code under test raised it: not ours to rename
+            raise AssertionError(f"scenario {name} did not finish within {deadline_s:g} s: "
+                                 "it waits for something that never comes") from None
 
     return asyncio.run(main())
 

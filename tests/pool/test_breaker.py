@@ -1,14 +1,21 @@
-"""The restart budget and circuit breaker, with an injected clock."""
+"""The restart budget and circuit breaker, with an injected clock; and the deadline of the
+scenario runner the supervisor's unit tests use (``tests.pool.harness.run``)."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from hivetray.pool.breaker import BreakerState, CircuitBreaker
 from tests.pool.fakes import FakeClock
+from tests.pool.harness import run
 
 
-def make(budget: int = 3) -> tuple[CircuitBreaker, FakeClock]:
+def make(budget: int = 3, *, window_s: float = 60, cooldown_s: float = 60
+         ) -> tuple[CircuitBreaker, FakeClock]:
     clock = FakeClock()
-    return CircuitBreaker(clock, budget=budget, window_s=60, cooldown_s=60), clock
+    return CircuitBreaker(clock, budget=budget, window_s=window_s, cooldown_s=cooldown_s), clock
 
 
 def test_three_crashes_in_the_window_are_allowed_the_fourth_opens() -> None:
@@ -55,9 +62,11 @@ def test_retry_in_counts_down_then_half_open() -> None:
 
 
 def test_half_open_success_closes_and_clears_history() -> None:
-    breaker, clock = make(budget=0)
+    # a cooldown shorter than the window: the crash is still in the window when the attempt
+    # succeeds, so only the success itself can clear it
+    breaker, clock = make(budget=0, window_s=60, cooldown_s=10)
     breaker.record_crash()
-    clock.advance(60)
+    clock.advance(10)
     breaker.begin_attempt()
     assert breaker.state is BreakerState.HALF_OPEN
     assert breaker.record_success() is True
@@ -66,11 +75,28 @@ def test_half_open_success_closes_and_clears_history() -> None:
     assert breaker.record_success() is False  # only a half-open success "closes"
 
 
+def test_after_a_half_open_success_the_whole_budget_is_back() -> None:
+    breaker, clock = make(budget=3, window_s=60, cooldown_s=10)
+    for _ in range(4):
+        breaker.record_crash()
+        clock.advance(1)
+    clock.advance(10)  # t=14: the four crashes are all still inside the 60 s window
+    breaker.begin_attempt()
+    assert breaker.record_success() is True
+    for _ in range(3):  # the old crashes no longer count: three more are allowed...
+        assert breaker.record_crash() is False
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.record_crash() is True  # ...and the fourth opens it again
+
+
 def test_half_open_crash_reopens_for_a_full_cooldown() -> None:
-    breaker, clock = make(budget=3)
+    # a window shorter than the cooldown: the history has expired, so the budget alone would
+    # allow this crash; only the half-open rule can re-open the breaker
+    breaker, clock = make(budget=3, window_s=30, cooldown_s=60)
     for _ in range(4):
         breaker.record_crash()
     clock.advance(60)
+    assert breaker.crashes_in_window() == 0
     breaker.begin_attempt()
     assert breaker.record_crash() is True
     assert breaker.state is BreakerState.OPEN
@@ -92,3 +118,20 @@ def test_begin_attempt_while_open_keeps_it_open() -> None:
     clock.advance(10)
     breaker.begin_attempt()
     assert breaker.state is BreakerState.OPEN
+
+
+def test_the_scenario_runner_fails_a_hung_scenario_at_its_deadline_naming_it() -> None:
+    async def scenario() -> None:
+        await asyncio.Event().wait()  # like a stop waiting for an exit nobody will report
+
+    with pytest.raises(AssertionError, match=r"scenario test_the_scenario_runner\S*\.scenario "
+                                             r"did not finish within 0\.2 s"):
+        run(scenario, deadline_s=0.2)
+
+
+def test_the_scenario_runner_passes_on_a_timeout_error_of_the_code_under_test() -> None:
+    async def scenario() -> None:
+        raise TimeoutError("raised by the code under test")
+
+    with pytest.raises(TimeoutError, match="raised by the code under test"):
+        run(scenario)

@@ -16,6 +16,8 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from hivetray.history import History
+from hivetray.pool.states import RoleState
+from hivetray.pool.status import RoleStatus
 from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.chat_widgets import code_blocks, soft_wrap
 from hivetray.ui.quick_chat import WINDOW_TITLE, QuickChatWindow
@@ -208,13 +210,13 @@ def test_failure_shows_in_the_reply_and_the_banner(
 def test_cooldown_banner_counts_down_and_offers_retry(
         qtbot: QtBot, window: tuple[QuickChatWindow, ScriptedStream]) -> None:
     view, _ = window
-    view.update_roles([{"role": "chat", "state": "cooling_down", "retry_in_s": 41.6,
-                        "last_error": "the chat worker was killed by SIGKILL"}])
+    view.update_roles([RoleStatus("chat", RoleState.COOLING_DOWN, retry_in_s=41.6,
+                                  last_error="the chat worker was killed by SIGKILL")])
     assert "retrying in 42 s" in view.banner.text()
     with qtbot.waitSignal(view.retry) as sent:
         view.banner_button.click()
     assert sent.args == ["chat"]
-    view.update_roles([{"role": "chat", "state": "ready"}])
+    view.update_roles([RoleStatus("chat", RoleState.READY)])
     assert not view.banner_box.isVisibleTo(view)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from hivetray.errors import ContextOverflow, ModelLoadError
 from hivetray.workers.chat import FLUSH_TOKENS, ChatHandler
-from hivetray.workers.runtime import RequestContext
+from hivetray.workers.context import RequestContext
 from hivetray.workers.spec import WorkerSpec
 
 pytestmark = pytest.mark.real
@@ -64,6 +64,37 @@ def test_cancel_stops_generation_early_and_the_model_stays_usable(handler: ChatH
     assert result["usage"]["completion_tokens"] < 200
     _, again = collect(handler, 5)
     assert again["usage"]["completion_tokens"] == 5
+
+
+class CancelledFromCall:
+    """An ``is_cancelled`` that answers True from its k-th call on: a cancel that lands just
+    before the handler's k-th check."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.calls = 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.calls >= self.k
+
+
+@pytest.mark.parametrize("k", [2, 5, 40])
+def test_cancel_is_checked_after_every_token(handler: ChatHandler, k: int) -> None:
+    """Stop within 100 ms needs a check per token, not per batch: count the tokens exactly.
+
+    The tiny model streams one chunk per token (it never samples control tokens or partial
+    UTF-8), and llama-cpp-python's chat stream opens with a role-only chunk that comes with the
+    first token. So the j-th check (j >= 2) follows token j - 1, and a cancel seen at the k-th
+    check must leave exactly k - 1 tokens generated. A check every n tokens would let about
+    n * (k - 1) through; one that runs on after the cancel, more than k - 1.
+    """
+    cancel = CancelledFromCall(k)
+    result = handler.handle("chat", {"messages": [{"role": "user", "content": "hi"}],
+                                     "max_tokens": 200, "temperature": 0.0},
+                            RequestContext(1, lambda msg: None, cancel))
+    assert result["finish_reason"] == "cancelled"
+    assert result["usage"]["completion_tokens"] == k - 1
 
 
 def test_context_overflow_is_a_typed_error_with_counts(handler: ChatHandler) -> None:

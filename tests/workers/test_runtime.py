@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from hivetray.errors import error_from_wire
-from hivetray.workers.runtime import ControlThread, RequestContext, serve
+from hivetray.workers.context import RequestContext
+from hivetray.workers.runtime import ControlThread, serve
+from tests.helpers.waiting import wait_until
 
 
 class Flag:
@@ -106,10 +108,7 @@ def test_cancel_mid_stream_stops_and_the_worker_serves_the_next(worker: Worker) 
         assert worker.data.poll(5) and worker.data.recv()["type"] == "chunk"
     worker.control.send({"op": "cancel", "id": 1})
     # wait until the control thread recorded it, then let the handler go on
-    for _ in range(500):
-        if worker.ctl.is_cancelled(1):
-            break
-        threading.Event().wait(0.01)
+    wait_until(lambda: worker.ctl.is_cancelled(1), 5.0, interval=0.005, what="cancel recorded")
     worker.handler.release.set()
     replies = worker.replies_until_done(1)
     assert replies[-1]["type"] == "cancelled"
@@ -121,10 +120,7 @@ def test_cancel_that_arrives_before_the_request_starts_is_not_lost(worker: Worke
     worker.request(1, "block")
     worker.request(2, "count", n=5)  # queued behind the blocked one
     worker.control.send({"op": "cancel", "id": 2})
-    for _ in range(500):
-        if worker.ctl.is_cancelled(2):
-            break
-        threading.Event().wait(0.01)
+    wait_until(lambda: worker.ctl.is_cancelled(2), 5.0, interval=0.005, what="cancel recorded")
     worker.handler.release.set()
     worker.replies_until_done(1)
     assert worker.replies_until_done(2) == [{"type": "cancelled", "id": 2}]
