@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,28 +57,6 @@ async def inline(fn: Callable[[], int]) -> int:
 #: scenarios run on a fake clock over fake workers and finish in milliseconds; one still running
 #: after this long waits for something that never comes (a broken stop escalation, say)
 SCENARIO_DEADLINE_S = 10.0
-
-
-def run(factory: Callable[[], Awaitable[T]], *, deadline_s: float = SCENARIO_DEADLINE_S) -> T:
-    """Run one scenario on a fresh event loop; fail, naming it, if it outlives ``deadline_s``.
-
-    Without a deadline a hung scenario only ends at pytest-timeout's global limit (120 s), with
-    a stack dump instead of the scenario's name.
-    """
-    name = getattr(factory, "__qualname__", repr(factory))
-
-    async def main() -> T:
-        deadline = asyncio.timeout(deadline_s)
-        try:
-            async with deadline:
-                return await factory()
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # the code under test raised it: not ours to rename
-            raise AssertionError(f"scenario {name} did not finish within {deadline_s:g} s: "
-                                 "it waits for something that never comes") from None
-
-    return asyncio.run(main())
 
 
 async def settle(rounds: int = 5) -> None:

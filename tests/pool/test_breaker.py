@@ -3,13 +3,8 @@ scenario runner the supervisor's unit tests use (``tests.pool.harness.run``)."""
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-
 from hivetray.pool.breaker import BreakerState, CircuitBreaker
 from tests.pool.fakes import FakeClock
-from tests.pool.harness import run
 
 
 def make(budget: int = 3, *, window_s: float = 60, cooldown_s: float = 60
@@ -118,20 +113,3 @@ def test_begin_attempt_while_open_keeps_it_open() -> None:
     clock.advance(10)
     breaker.begin_attempt()
     assert breaker.state is BreakerState.OPEN
-
-
-def test_the_scenario_runner_fails_a_hung_scenario_at_its_deadline_naming_it() -> None:
-    async def scenario() -> None:
-        await asyncio.Event().wait()  # like a stop waiting for an exit nobody will report
-
-    with pytest.raises(AssertionError, match=r"scenario test_the_scenario_runner\S*\.scenario "
-                                             r"did not finish within 0\.2 s"):
-        run(scenario, deadline_s=0.2)
-
-
-def test_the_scenario_runner_passes_on_a_timeout_error_of_the_code_under_test() -> None:
-    async def scenario() -> None:
-        raise TimeoutError("raised by the code under test")
-
-    with pytest.raises(TimeoutError, match="raised by the code under test"):
-        run(scenario)
