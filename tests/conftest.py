@@ -68,6 +68,17 @@ def write_config(home: AppPaths):  # type: ignore[no-untyped-def]
     return write
 
 
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual desktop umask, under which plain ``open``/``mkdir`` give 0644/0755: files
+    Hivetray writes must still be private."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
 @pytest.fixture(autouse=True)
 def _fail_on_logged_warnings(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level(logging.INFO)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,16 +21,6 @@ from hivetray.config import (
     to_toml,
     write_atomic,
 )
-
-
-@pytest.fixture
-def umask_022() -> Iterator[None]:
-    """The usual desktop umask, under which plain ``open``/``mkdir`` give 0644/0755."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def mode(path: Path) -> int:

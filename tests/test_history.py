@@ -265,13 +265,6 @@ def test_a_write_to_a_locked_database_gives_up_soon_and_the_next_one_succeeds(
     assert [m.content for m in history.messages(conversation.id)] == ["my words", "after"]
 
 
-@pytest.fixture
-def umask_022() -> Iterator[None]:
-    previous = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(previous)
 
 
 def _mode(path: Path) -> int:
