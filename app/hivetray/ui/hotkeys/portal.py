@@ -8,9 +8,10 @@ so ``register`` returns a *pending* status and the final word comes as ``status_
 
 When there is no session bus, no portal, or a portal without GlobalShortcuts (GNOME before 48,
 older KDE), or when the user or desktop refuses, the status falls back to the command layer and
-says why. Talks D-Bus through :mod:`dbus_wire` on a private connection: the host Registry's
-``Register`` (our app id) must precede every other portal call on a connection, and Qt's own
-session-bus connection may already have talked to the portal (theme settings).
+says why. Messages are built with jeepney and sent on a private :mod:`dbus_client` connection:
+the host Registry's ``Register`` (our app id) must precede every other portal call on a
+connection, and Qt's own session-bus connection may already have talked to the portal (theme
+settings).
 """
 
 from __future__ import annotations
@@ -19,9 +20,19 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from jeepney.bus_messages import MatchRule
+from jeepney.low_level import HeaderFields, Message
+from jeepney.wrappers import DBusAddress, new_method_call
+
 from hivetray.autostart import APP_ID  # the basename of our .desktop file
 from hivetray.ui.hotkeys.base import HotkeyBackend, HotkeyStatus, Layer, command_status
-from hivetray.ui.hotkeys.dbus_wire import Connection, DBusError, Message, ObjectPath, Variant
+from hivetray.ui.hotkeys.dbus_client import (
+    Connection,
+    DBusError,
+    ErrorHandler,
+    ReplyHandler,
+    SignalHandler,
+)
 from hivetray.ui.hotkeys.keys import Chord, portal_trigger
 
 log = logging.getLogger(__name__)
@@ -35,20 +46,18 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 SHORTCUT_ID = "toggle-chat"
 DESCRIPTION = "Open or hide the Hivetray quick chat"
 RESPONSES = {1: "cancelled", 2: "failed"}
+BIND_SIGNATURE = "oa(sa{sv})sa{sv}"
 
 
 class PortalBus(Protocol):
-    """What the portal needs of a bus connection (:class:`dbus_wire.Connection`, or a fake)."""
+    """What the portal needs of a bus connection (:class:`dbus_client.Connection`, or a fake)."""
 
     unique_name: str
 
-    def call(self, destination: str, path: str, interface: str, member: str,
-             signature: str = "", body: list[Any] | None = None, *,
-             on_reply: Callable[[list[Any]], None] | None = None,
-             on_error: Callable[[DBusError], None] | None = None) -> None: ...
+    def call(self, message: Message, on_reply: ReplyHandler | None = None,
+             on_error: ErrorHandler | None = None) -> None: ...
 
-    def subscribe(self, interface: str | None, member: str | None,
-                  handler: Callable[[Message], None], rule: str) -> None: ...
+    def subscribe(self, rule: MatchRule, handler: SignalHandler) -> None: ...
 
     def close(self) -> None: ...
 
@@ -60,8 +69,27 @@ def request_path(unique_name: str, token: str) -> str:
     return f"{DESKTOP_PATH}/request/{sender}/{token}"
 
 
-def _vardict(**values: str) -> dict[str, Variant]:
-    return {key: Variant("s", value) for key, value in values.items()}
+def portal_call(interface: str, member: str, signature: str | None = None,
+                body: tuple[Any, ...] = (), path: str = DESKTOP_PATH) -> Message:
+    return new_method_call(DBusAddress(path, bus_name=DESKTOP, interface=interface), member,
+                           signature, body)
+
+
+def vardict(**values: str) -> dict[str, tuple[str, str]]:
+    """An ``a{sv}`` of strings, as jeepney marshals it: each value a (signature, value) pair."""
+    return {key: ("s", value) for key, value in values.items()}
+
+
+def variant_value(entries: Any, key: str) -> Any:
+    """One entry of a received ``a{sv}`` without its variant wrapper; None when absent."""
+    entry = entries.get(key) if isinstance(entries, dict) else None
+    return entry[1] if isinstance(entry, tuple) and len(entry) == 2 else None
+
+
+def bind_shortcuts_body(session: str, trigger: str) -> tuple[Any, ...]:
+    """BindShortcuts's arguments but the trailing options: our one shortcut, no parent window."""
+    shortcut = (SHORTCUT_ID, vardict(description=DESCRIPTION, preferred_trigger=trigger))
+    return (session, [shortcut], "")
 
 
 class PortalBackend(HotkeyBackend):
@@ -88,7 +116,7 @@ class PortalBackend(HotkeyBackend):
         if bus is None:
             return command_status(name, "Wayland: no D-Bus session bus, so no desktop portal")
         generation = self._generation
-        bus.call(DESKTOP, DESKTOP_PATH, PROPERTIES, "Get", "ss", [SHORTCUTS, "version"],
+        bus.call(portal_call(PROPERTIES, "Get", "ss", (SHORTCUTS, "version")),
                  on_reply=lambda _body: self._create_session(generation, portal_trigger(chord)),
                  on_error=lambda err: self._portal_missing(generation, err))
         return HotkeyStatus("portal", False, "Wayland: global shortcuts go through the desktop "
@@ -96,7 +124,7 @@ class PortalBackend(HotkeyBackend):
 
     def unregister(self) -> None:
         if self._session is not None and self._bus is not None:
-            self._bus.call(DESKTOP, self._session, SESSION, "Close")
+            self._bus.call(portal_call(SESSION, "Close", path=self._session))
         self._session = None
         self._pending.clear()
         self._generation += 1  # answers to older requests are ignored from now on
@@ -117,53 +145,54 @@ class PortalBackend(HotkeyBackend):
                 return None
             # Register must be the first portal call on this connection; older portals lack
             # it, which is fine (they identify host apps another way)
-            bus.call(DESKTOP, DESKTOP_PATH, REGISTRY, "Register", "sa{sv}", [self._app_id, {}],
+            bus.call(portal_call(REGISTRY, "Register", "sa{sv}", (self._app_id, {})),
                      on_error=lambda err: log.info("portal Registry.Register: %s", err))
-            bus.subscribe(REQUEST, "Response", self._on_response,
-                          f"type='signal',interface='{REQUEST}',member='Response'")
-            bus.subscribe(SHORTCUTS, None, self._on_shortcuts_signal,
-                          f"type='signal',interface='{SHORTCUTS}'")
+            bus.subscribe(MatchRule(type="signal", interface=REQUEST, member="Response"),
+                          self._on_response)
+            bus.subscribe(MatchRule(type="signal", interface=SHORTCUTS),
+                          self._on_shortcuts_signal)
             self._bus = bus
         return self._bus
 
-    def _request(self, generation: int, member: str, signature: str, body: list[Any],
-                 options: dict[str, Variant], then: Callable[[int, dict[str, Any]], None]) -> None:
+    def _request(self, generation: int, member: str, signature: str, body: tuple[Any, ...],
+                 options: dict[str, tuple[str, str]],
+                 then: Callable[[int, dict[str, Any]], None]) -> None:
         """Call a request-style method; ``then(response, results)`` gets its Response."""
         assert self._bus is not None
         self._tokens += 1
         token = f"hivetray{self._tokens}"
         expected = request_path(self._bus.unique_name, token)
         self._pending[expected] = then
-        options["handle_token"] = Variant("s", token)
+        options["handle_token"] = ("s", token)
 
-        def adopt(reply: list[Any]) -> None:  # an old portal may choose another path
+        def adopt(reply: tuple[Any, ...]) -> None:  # an old portal may choose another path
             handle = str(reply[0]) if reply else expected
             if handle != expected and expected in self._pending:
                 self._pending[handle] = self._pending.pop(expected)
 
-        self._bus.call(DESKTOP, DESKTOP_PATH, SHORTCUTS, member, signature, [*body, options],
+        self._bus.call(portal_call(SHORTCUTS, member, signature, (*body, options)),
                        on_reply=adopt,
                        on_error=lambda err: self._fail(generation, f"{member} failed ({err})"))
 
     def _create_session(self, generation: int, trigger: str) -> None:
         if generation != self._generation:
             return
-        options = _vardict(session_handle_token=f"hivetray_session{self._tokens + 1}")
-        self._request(generation, "CreateSession", "a{sv}", [], options,
+        options = vardict(session_handle_token=f"hivetray_session{self._tokens + 1}")
+        self._request(generation, "CreateSession", "a{sv}", (), options,
                       lambda code, results: self._on_session(generation, trigger, code, results))
 
     def _on_session(self, generation: int, trigger: str, code: int,
                     results: dict[str, Any]) -> None:
         if generation != self._generation:
             return
-        if code != 0 or "session_handle" not in results:
+        session = variant_value(results, "session_handle")
+        if code != 0 or session is None:
             self._fail(generation, "the desktop portal did not open a shortcuts session "
                        f"({RESPONSES.get(code, code)})")
             return
-        self._session = str(results["session_handle"])
-        shortcut = (SHORTCUT_ID, _vardict(description=DESCRIPTION, preferred_trigger=trigger))
-        self._request(generation, "BindShortcuts", "oa(sa{sv})sa{sv}",
-                      [ObjectPath(self._session), [shortcut], ""], {},
+        self._session = str(session)
+        self._request(generation, "BindShortcuts", BIND_SIGNATURE,
+                      bind_shortcuts_body(self._session, trigger), {},
                       lambda code, results: self._on_bound(generation, code, results))
 
     def _on_bound(self, generation: int, code: int, results: dict[str, Any]) -> None:
@@ -172,7 +201,7 @@ class PortalBackend(HotkeyBackend):
         if code == 1:
             self._fail(generation, "the shortcut dialog was cancelled")
             return
-        bound = dict(results.get("shortcuts", []))
+        bound = dict(variant_value(results, "shortcuts") or [])
         if code != 0 or SHORTCUT_ID not in bound:
             self._fail(generation, "the desktop portal did not bind the shortcut "
                        f"({RESPONSES.get(code, 'not in its answer')})")
@@ -180,7 +209,7 @@ class PortalBackend(HotkeyBackend):
         self.status_changed.emit(self._bound_status(bound[SHORTCUT_ID]))
 
     def _bound_status(self, info: dict[str, Any]) -> HotkeyStatus:
-        shown = str(info.get("trigger_description") or "")
+        shown = str(variant_value(info, "trigger_description") or "")
         message = f"Wayland: the desktop portal bound {self._name}"
         if shown and shown.replace(" ", "").lower() != self._name.replace(" ", "").lower():
             message += f" (the desktop shows it as {shown}; change it in its settings)"
@@ -205,18 +234,19 @@ class PortalBackend(HotkeyBackend):
 
     # -- signals ----------------------------------------------------------------------------------
     def _on_response(self, message: Message) -> None:
-        then = self._pending.pop(message.path or "", None)
+        then = self._pending.pop(message.header.fields.get(HeaderFields.path, ""), None)
         if then is not None and len(message.body) == 2:
             code, results = message.body
             then(int(code), dict(results))
 
     def _on_shortcuts_signal(self, message: Message) -> None:
-        if not message.body or str(message.body[0]) != self._session:
+        body = message.body
+        if not body or str(body[0]) != self._session:
             return
-        if message.member == "Activated" and len(message.body) >= 2 \
-                and message.body[1] == SHORTCUT_ID:
+        member = message.header.fields.get(HeaderFields.member)
+        if member == "Activated" and len(body) >= 2 and body[1] == SHORTCUT_ID:
             self.activated.emit()
-        elif message.member == "ShortcutsChanged" and len(message.body) == 2:
-            bound = dict(message.body[1])
+        elif member == "ShortcutsChanged" and len(body) == 2:
+            bound = dict(body[1])
             if SHORTCUT_ID in bound:
                 self.status_changed.emit(self._bound_status(bound[SHORTCUT_ID]))
