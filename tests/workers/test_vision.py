@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from hivetray.devtools import tinymodels
-from hivetray.errors import InvalidImage, ProjectorMismatch, ProjectorMissing
+from hivetray.errors import ContextOverflow, InvalidImage, ProjectorMismatch, ProjectorMissing
 from hivetray.images import sniff_image_type
 from hivetray.workers.runtime import RequestContext
 from hivetray.workers.spec import WorkerSpec
@@ -145,3 +145,19 @@ def test_a_mismatch_only_llama_cpp_sees_is_reported_with_its_reason(
                                                 r"and mmproj \(n_embd = 32\)") as caught:
         VisionHandler(spec(tiny_models["chat"], path, tmp_path))
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.real
+def test_a_prompt_over_the_context_with_an_image_is_a_context_overflow(
+        handler: VisionHandler) -> None:
+    """The multimodal handler counts the image's tokens itself and raises a bare ValueError;
+    the user gets the typed ContextOverflow with both numbers, and the worker serves on."""
+    long_text = "a " * 400  # about 400 tokens: over the tiny model's 256 with the image
+    with pytest.raises(ContextOverflow) as caught:
+        handler.handle("chat", {"messages": [{"role": "user", "content": long_text}],
+                                "images": [{"name": "a.png", "data": encode("PNG")}],
+                                "max_tokens": 2}, RequestContext(1, lambda msg: None,
+                                                                 lambda: False))
+    assert caught.value.n_ctx == 256 and caught.value.prompt_tokens > 256
+    _chunks, again = ask(handler, [{"name": "a.png", "data": encode("PNG")}], max_tokens=2)
+    assert again["usage"]["completion_tokens"] == 2

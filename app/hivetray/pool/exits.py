@@ -30,12 +30,16 @@ def crash_while_loading_counts(run: WorkerRun, exitcode: int | None) -> bool:
     return exitcode < 0 and -exitcode not in MODEL_FAULT_SIGNALS
 
 
-def crash_error(role: str, run: WorkerRun, exitcode: int | None,
-                log_path: Path) -> WorkerCrashed:
-    """The crash as the caller sees it: how it ended, the log, and this worker's last lines
-    (only those written since its spawn, never an older worker's)."""
+def crash_error(role: str, run: WorkerRun, exitcode: int | None, log_path: Path,
+                loading: str | None = None) -> WorkerCrashed:
+    """The crash as the caller sees it: how it ended (and, when it died ``loading`` a model,
+    which file), the log, and this worker's last lines (only those written since its spawn,
+    never an older worker's)."""
     tail = read_tail(log_path, since=run.log_offset)
-    return WorkerCrashed(role, exitcode, str(log_path), tail, run.kill_reason)
+    how = run.kill_reason or describe_exit(exitcode)
+    if loading:
+        how += f" while loading {loading}"
+    return WorkerCrashed(role, exitcode, str(log_path), tail, how)
 
 
 def load_death_message(error: WorkerCrashed, model: str | None) -> str:

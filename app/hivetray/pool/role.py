@@ -270,7 +270,8 @@ class RoleSupervisor:
     # -- crashes ----------------------------------------------------------------------------------
     def _on_crash(self, run: WorkerRun, exitcode: int | None) -> None:
         """The worker died unasked: a load error (the model's fault) or a counted crash."""
-        error = crash_error(self.name, run, exitcode, self.log_path)
+        loading = self.config.model if self.state is S.STARTING else None
+        error = crash_error(self.name, run, exitcode, self.log_path, loading)
         self._emit(EventKind.CRASH, str(error).split("\n", 1)[0],
                    {"exitcode": exitcode, "log_tail": error.log_tail}, level="error")
         if self.state is S.STARTING and not crash_while_loading_counts(run, exitcode):

@@ -16,9 +16,16 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from typing import Any
 
-from hivetray.errors import InvalidImage, InvalidRequest, ModelLoadError, ProjectorMismatch
+from hivetray.errors import (
+    ContextOverflow,
+    InvalidImage,
+    InvalidRequest,
+    ModelLoadError,
+    ProjectorMismatch,
+)
 from hivetray.models.gguf import read_header
 from hivetray.models.validate import check_projector
 from hivetray.workers.chat import chat_messages, stream_chat
@@ -27,6 +34,8 @@ from hivetray.workers.loading import load_llama
 from hivetray.workers.logcapture import llama_log_callback, native_failure_reason
 from hivetray.workers.spec import WorkerSpec
 
+#: the multimodal handler's own overflow message (images included in the count)
+_MTMD_OVERFLOW = re.compile(r"Prompt exceeds n_ctx: (\d+) > (\d+)")
 #: longest side kept; larger images are downscaled (aspect kept) before encoding
 MAX_IMAGE_SIDE = 2048
 #: Pillow refuses images with more pixels than this (decompression bombs)
@@ -116,6 +125,9 @@ class VisionHandler:
         try:
             return stream_chat(self.llm, messages, params, ctx)
         except ValueError as exc:
+            overflow = _MTMD_OVERFLOW.search(str(exc))
+            if overflow:  # the images' tokens count too: the chat role's check cannot see them
+                raise ContextOverflow(int(overflow.group(1)), int(overflow.group(2))) from exc
             if "bitmap" in str(exc).lower() or "image" in str(exc).lower():
                 raise InvalidImage("the image", f"{exc}; {native_failure_reason()}") from exc
             raise
