@@ -41,7 +41,8 @@ def status(env: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 def role_row(role: str, doc: dict[str, Any] | None = None) -> dict[str, Any]:
-    rows = [row for row in (doc or status())["roles"] if row["role"] == role]
+    rows: list[dict[str, Any]] = [row for row in (doc or status())["roles"]
+                                   if row["role"] == role]
     assert len(rows) == 1
     return rows[0]
 

@@ -30,10 +30,12 @@ def create_time(pid: int) -> float | None:
 
 
 def same_process(pid: Any, started: Any) -> psutil.Process | None:
-    """The live process ``pid`` if it is the one that started at ``started``, else None."""
+    """The live process ``pid`` if it is the one that started at ``started``, else None (a
+    zombie nobody reaped — under an init that does not reap — is gone, not alive)."""
     try:
         proc = psutil.Process(int(pid))
-        if started is not None and abs(proc.create_time() - float(started)) < 0.01:
+        if (started is not None and abs(proc.create_time() - float(started)) < 0.01
+                and proc.status() != psutil.STATUS_ZOMBIE):
             return proc
     except (psutil.Error, TypeError, ValueError):
         pass
