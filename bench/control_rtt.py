@@ -12,7 +12,8 @@ because the reader thread binds the callback when it starts). Timestamps taken a
 - ``t_res``  loop thread, the awaiting coroutine resumed.
 
 ``rtt = t_res - t0`` is the figure the target applies to; the parts say where time goes.
-Each loop variant runs in a fresh child process. docs/performance.md: p50 ≤ 0.3 ms, p99 ≤ 2 ms on qasync.
+Each loop variant runs in a fresh child process. Target (docs/performance.md): p50 ≤ 0.3 ms,
+p99 ≤ 2 ms on qasync.
 """
 
 from __future__ import annotations

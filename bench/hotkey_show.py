@@ -1,4 +1,4 @@
-"""Hotkey press → quick-chat window visible, on X11 (Xvfb + trayer) (docs/performance.md: p95 ≤ 50 ms).
+"""Hotkey press → quick-chat window visible, on X11 (Xvfb + trayer); target p95 ≤ 50 ms.
 
 The real app runs on a virtual X server with a real tray host. This script is an X client of
 its own (ctypes on libX11/libXtst): it listens for MapNotify/UnmapNotify on the root window,

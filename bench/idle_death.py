@@ -1,4 +1,4 @@
-"""Idle-death detection: SIGKILL an idle chat worker, time until the pool notices (docs/contract.md).
+"""Idle-death detection: SIGKILL an idle chat worker, time until the pool notices (≤ 1 s).
 
 In-process pool; an event subscriber stamps ``time.perf_counter()`` on the loop thread.
 Per cycle: ``ensure_started`` → settle → ``t_kill`` = just before ``os.kill(pid, SIGKILL)`` →
