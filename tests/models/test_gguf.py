@@ -304,3 +304,21 @@ def test_a_pipe_named_like_a_model_is_refused_not_waited_on(tmp_path: Path) -> N
         reader.join(timeout=10)
         pytest.fail("read_header waited for a writer on a named pipe")
     assert isinstance(outcome[0], GGUFError) and "not a regular file" in str(outcome[0])
+
+
+def test_a_read_past_its_deadline_is_not_cached(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """A stalled disk is not a bad file: the next check (a retry) reads the file again."""
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF")
+    reads: list[int] = []
+
+    def stalled(target: str | os.PathLike[str]) -> gguf_module.GGUFInfo:
+        reads.append(1)
+        raise gguf_module.HeaderTimeout("the header took longer than 10 s to read")
+
+    monkeypatch.setattr(gguf_module, "read_header", stalled)
+    for _ in range(2):
+        with pytest.raises(GGUFError, match="took longer"):
+            read_header_cached(path)
+    assert len(reads) == 2

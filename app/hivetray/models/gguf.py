@@ -43,6 +43,10 @@ from hivetray.models.gguf_types import (
 __all__ = ["GGML_TYPES", "ArrayInfo", "GGUFError", "GGUFInfo", "TensorInfo", "read_header",
            "read_header_cached", "tensor_nbytes"]
 
+class HeaderTimeout(GGUFError):
+    """The header took longer than its deadline: a stalled disk, or not a model."""
+
+
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
@@ -110,7 +114,7 @@ class _Reader:
 
     def check_time(self, what: str) -> None:
         if self.clock() > self.deadline:
-            raise GGUFError(f"the header took longer than {self.deadline_s:g} s to read "
+            raise HeaderTimeout(f"the header took longer than {self.deadline_s:g} s to read "
                             f"(stopped at {what}); is it really a model?")
 
     def charge(self, nbytes: int, what: str) -> None:
@@ -312,8 +316,9 @@ _cache: dict[tuple[str, int, int], GGUFInfo | str] = {}
 def read_header_cached(path: str | os.PathLike[str]) -> GGUFInfo:
     """``read_header`` memoised on (path, size, mtime): a changed file is read again.
 
-    Content errors are cached too (a hostile file costs its parse, up to the deadline, once);
-    unreadable paths are not, since permissions or a mount may come back.
+    Content errors are cached too (a hostile file costs its parse, once); unreadable paths
+    and reads past the deadline are not, since permissions, a mount or a stalled disk may come
+    back (a retry then reads the file again).
     """
     st = os.stat(path)
     key = (os.fspath(path), st.st_size, st.st_mtime_ns)
@@ -321,6 +326,8 @@ def read_header_cached(path: str | os.PathLike[str]) -> GGUFInfo:
     if hit is None:
         try:
             hit = read_header(path)
+        except HeaderTimeout:
+            raise
         except GGUFError as exc:
             hit = str(exc)
         if len(_cache) > 64:
