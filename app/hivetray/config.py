@@ -24,9 +24,7 @@ from typing import Any, TypeVar
 import tomli_w
 
 from hivetray import ROLES
-
-PRIVATE_FILE_MODE = 0o600
-PRIVATE_DIR_MODE = 0o700
+from hivetray.paths import PRIVATE_FILE_MODE, ensure_private_dir
 
 DEFAULT_IDLE_TIMEOUT_S: dict[str, float] = {
     "chat": 900.0, "vision": 900.0, "embed": 300.0, "rerank": 300.0,
@@ -273,29 +271,6 @@ def write_atomic(path: Path, text: str) -> None:
 def _remove_quietly(name: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(name)
-
-
-def ensure_private_dir(folder: Path) -> None:
-    """Create ``folder`` and its missing parents as 0700; leave existing folders alone.
-
-    ``mkdir(mode=...)`` is filtered by the umask and ``parents=True`` ignores ``mode`` for the
-    parents, so each created level is created one by one and chmod-ed explicitly.
-    """
-    missing: list[Path] = []
-    current = folder
-    while not current.is_dir():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for level in reversed(missing):
-        try:
-            level.mkdir(mode=PRIVATE_DIR_MODE)
-        except FileExistsError:
-            if level.is_dir():
-                continue  # made by someone else meanwhile: not ours to chmod
-            raise
-        os.chmod(level, PRIVATE_DIR_MODE)
 
 
 def _fsync_dir(folder: Path) -> None:

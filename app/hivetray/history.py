@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hivetray.errors import HivetrayError
+from hivetray.paths import ensure_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,8 @@ class History:
         the main file's mode, so the main file is made private first; files and folder left
         readable by an older version are tightened too.
         """
-        _make_private_folder(self.path.parent)
+        ensure_private_dir(self.path.parent)
+        _remove_others_access(self.path.parent)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -351,20 +353,6 @@ def _advice(exc: BaseException, path: Path) -> str:
     if code in _NO_ACCESS_CODES or err in _NO_ACCESS_ERRNOS:
         return f"check that you can write to {path.parent}"
     return "check the disk it is on"
-
-
-def _make_private_folder(folder: Path) -> None:
-    """Create missing folders with mode 0700 (not the umask's) and tighten the history's own."""
-    missing: list[Path] = []
-    current = folder
-    while not current.exists() and current != current.parent:
-        missing.append(current)
-        current = current.parent
-    for part in reversed(missing):
-        part.mkdir(mode=0o700, exist_ok=True)
-        if os.name == "posix":
-            os.chmod(part, 0o700)
-    _remove_others_access(folder)
 
 
 def _remove_others_access(path: Path) -> None:

@@ -15,6 +15,9 @@ from pathlib import Path
 import platformdirs
 
 APP_NAME = "hivetray"
+#: what Hivetray gives what it creates: only the user may read or enter it
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class AppPaths:
         """Create the folders, private to the user (0700) whatever the umask; folders made
         readable by an older version are closed too."""
         for folder in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ensure_private_dir(folder)
             make_private(folder)
 
 
@@ -70,7 +73,7 @@ def make_private(path: Path) -> None:
     if os.name == "nt":
         return
     try:
-        os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        os.chmod(path, PRIVATE_DIR_MODE if path.is_dir() else PRIVATE_FILE_MODE)
     except OSError:
         pass  # not ours (a shared HIVETRAY_HOME set up by someone else): leave it
 
@@ -98,3 +101,26 @@ def _key(text: str) -> str:
     """
     data = text.encode()
     return f"{zlib.crc32(data):08x}{zlib.crc32(data[::-1], 0x9E3779B9):08x}"
+
+
+def ensure_private_dir(folder: Path) -> None:
+    """Create ``folder`` and its missing parents as 0700; leave existing folders alone.
+
+    ``mkdir(mode=...)`` is filtered by the umask and ``parents=True`` ignores ``mode`` for the
+    parents, so each created level is created one by one and chmod-ed explicitly.
+    """
+    missing: list[Path] = []
+    current = folder
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for level in reversed(missing):
+        try:
+            level.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            if level.is_dir():
+                continue  # made by someone else meanwhile: not ours to chmod
+            raise
+        os.chmod(level, PRIVATE_DIR_MODE)
