@@ -22,7 +22,7 @@ from typing import Any
 from hivetray import ROLES, __version__, cli_models, ipc, selftest
 from hivetray.commands import Commands, chat_params, wire_image
 from hivetray.config import load_config
-from hivetray.errors import HivetrayError, PayloadTooLarge
+from hivetray.errors import HivetrayError, PayloadTooLarge, first_line
 from hivetray.homelock import find_instance
 from hivetray.instance import Instance
 from hivetray.models.builtin import LABEL as BUILTIN_LABEL
@@ -95,21 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hivetray: {exc}; start it with `hivetray` or `hivetray daemon`", file=sys.stderr)
         return EXIT_NO_INSTANCE
     except HivetrayError as exc:
-        print(f"hivetray: {_first_line(exc)}", file=sys.stderr)
+        print(f"hivetray: {first_line(exc)}", file=sys.stderr)
         return EXIT_FAIL
     except BrokenPipeError:  # `hivetray embed ... | head`: the reader left; not our failure
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # mute the exit-time flush
         return EXIT_FAIL
     except Exception as exc:  # a bug: still one line and an exit code, never a traceback
-        print(f"hivetray: internal error ({type(exc).__name__}: {_first_line(exc)}); please "
+        print(f"hivetray: internal error ({type(exc).__name__}: {first_line(exc)}); please "
               "report it with the app log (`hivetray logs`)", file=sys.stderr)
         return EXIT_FAIL
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 async def _with_instance_or_private(

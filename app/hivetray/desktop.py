@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QSystemTrayIcon
 
 from hivetray import ipc
 from hivetray.config import LoadResult
-from hivetray.errors import HivetrayError
+from hivetray.errors import HivetrayError, first_line
 from hivetray.history import History
 from hivetray.homelock import find_instance
 from hivetray.instance import Instance, UiHooks
@@ -102,7 +102,7 @@ class DesktopApp:
         except HivetrayError as exc:  # e.g. an unsafe socket folder: a setup problem to fix
             log.info("could not start: %s", exc)
             await self.instance.close()
-            await self._tell_cannot_start(str(exc).split("\n", 1)[0])
+            await self._tell_cannot_start(first_line(exc))
             return 1
         self._install_signals()
         self.register_hotkey()

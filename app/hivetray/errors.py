@@ -229,6 +229,13 @@ class InternalError(HivetrayError):
     """A bug in Hivetray itself; the details are in the app log, not in the reply."""
 
 
+def first_line(error: BaseException) -> str:
+    """An error as one line for the user: the first line of its message (a crash's log tail
+    follows on the next ones), or its type's name when it has no message."""
+    text = str(error)
+    return text.split("\n", 1)[0] if text else type(error).__name__
+
+
 def describe_exit(exitcode: int | None) -> str:
     """Say how a process ended in words: 'was killed by SIGKILL', 'exited with code 3'."""
     if exitcode is None:

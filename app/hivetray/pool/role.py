@@ -24,6 +24,7 @@ from hivetray.errors import (
     RoleInError,
     RoleUnconfigured,
     error_from_wire,
+    first_line,
 )
 from hivetray.models.validate import check_role
 from hivetray.pool.breaker import CircuitBreaker
@@ -272,14 +273,14 @@ class RoleSupervisor:
         """The worker died unasked: a load error (the model's fault) or a counted crash."""
         loading = self.config.model if self.state is S.STARTING else None
         error = crash_error(self.name, run, exitcode, self.log_path, loading)
-        self._emit(EventKind.CRASH, str(error).split("\n", 1)[0],
+        self._emit(EventKind.CRASH, first_line(error),
                    {"exitcode": exitcode, "log_tail": error.log_tail}, level="error")
         if self.state is S.STARTING and not crash_while_loading_counts(run, exitcode):
             self._fail_start(load_death_message(error, self.config.model), error)
             return
         self.in_flight.fail_all(error)
         self.start_gate.fail(error)
-        self.last_error = str(error).split("\n", 1)[0]
+        self.last_error = first_line(error)
         if self.breaker.record_crash():
             self._set_state(S.COOLING_DOWN, "restart budget exhausted")
             self._emit(EventKind.BREAKER_OPEN, str(self._circuit_open_error()),

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Signal
 
-from hivetray.errors import HivetrayError, InternalError
+from hivetray.errors import HivetrayError, InternalError, first_line
 from hivetray.history import STREAMING, History, HistoryError
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class ChatSession(QObject):
             self.finished.emit({"finish_reason": "cancelled"})
             raise
         except HivetrayError as exc:
-            message = str(exc).split("\n", 1)[0]
+            message = first_line(exc)
             self._store_reply(reply, status="failed", error=message)
             self.failed.emit(exc)
         except Exception as exc:  # a bug of ours: keep the text, tell the user, log the details
@@ -218,7 +218,7 @@ class ChatSession(QObject):
             if not self._history_failing:
                 self._history_failing = True
                 log.warning("%s", exc)  # a path and SQLite's reason: no chat text
-                self.notice.emit(str(exc).split("\n", 1)[0])
+                self.notice.emit(first_line(exc))
             return None
         self._history_failing = False
         return result

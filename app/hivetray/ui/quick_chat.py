@@ -32,7 +32,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hivetray.errors import CircuitOpen, HivetrayError, RoleInError, RoleUnconfigured
+from hivetray.errors import (
+    CircuitOpen,
+    HivetrayError,
+    RoleInError,
+    RoleUnconfigured,
+    first_line,
+)
 from hivetray.history import HistoryError, Message
 from hivetray.pool.states import RoleState
 from hivetray.pool.status import RoleStatus
@@ -269,7 +275,7 @@ class QuickChatWindow(QWidget):
             self.reply.set_status("stopped")
 
     def _on_failed(self, error: HivetrayError) -> None:
-        message = str(error).split("\n", 1)[0]
+        message = first_line(error)
         self._paint_reply()
         if self.reply is not None:
             self.reply.set_status(f"failed: {message}")
