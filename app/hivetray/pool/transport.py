@@ -27,17 +27,12 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from hivetray.errors import PayloadTooLarge, WorkerBusy
-from hivetray.workers.spec import MAX_PAYLOAD_BYTES, WorkerSpec
+from hivetray.workers.spec import GROUP_SIGNALS, MAX_PAYLOAD_BYTES, WorkerSpec
 
 log = logging.getLogger(__name__)
 #: request bytes waiting for one worker's pipe; past this, callers get WorkerBusy (so a flood of
 #: 30 MiB images cannot pile up in the app's memory)
 MAX_QUEUED_BYTES = 256 * 2**20
-#: signals a terminal (Ctrl-C) or a service manager sends to the whole process group; a worker
-#: must not take them — the app stops its workers itself. They are blocked while the process is
-#: created (the child inherits the mask) until the worker has left the group and ignores SIGINT.
-GROUP_SIGNALS = frozenset(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
-                          if hasattr(signal, name))
 
 
 class LinkSink(Protocol):

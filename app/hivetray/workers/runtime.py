@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from hivetray.errors import InvalidRequest, PayloadTooLarge, error_to_wire
 from hivetray.workers.context import RequestContext, RoleHandler
 from hivetray.workers.logcapture import private_output, redirect_output
-from hivetray.workers.spec import MAX_LOG_BYTES, MAX_PAYLOAD_BYTES, WorkerSpec
+from hivetray.workers.spec import GROUP_SIGNALS, MAX_LOG_BYTES, MAX_PAYLOAD_BYTES, WorkerSpec
 from hivetray.workers.watchdog import start_parent_watchdog
 
 
@@ -152,8 +152,7 @@ def leave_terminal_signals() -> None:
         except OSError:
             pass  # already a group leader (started by hand): nothing to leave
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM,
-                                                    signal.SIGHUP})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
 
 
 def serve(handler: RoleHandler, data: Connection, ctl: ControlThread, abort: AbortFlag) -> None:
