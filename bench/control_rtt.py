@@ -1,7 +1,7 @@
 """Warm control-channel round trip (ping → pong) through the real worker link, on the loop.
 
 For every sample: the loop thread sends ``{"op": "ping", "seq": k}`` with
-``role.link.send_control`` and awaits a future that the supervisor's control callback resolves
+``role.run.link.send_control`` and awaits a future that the supervisor's control callback resolves
 when the pong with that seq arrives (the bench wraps ``role.on_control`` before the worker starts,
 because the reader thread binds the callback when it starts). Timestamps taken along the way:
 
@@ -82,7 +82,8 @@ async def measure_pool(model: Path, n: int, warmup: int) -> dict[str, Any]:
     role.on_control = on_control  # type: ignore[method-assign]
     try:
         await pool.ensure_started("chat")
-        link: Any = role.link
+        assert role.run is not None
+        link: Any = role.run.link
         original_post = link._post
 
         def post(callback: Any, *args: Any) -> None:

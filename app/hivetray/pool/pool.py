@@ -29,7 +29,7 @@ from hivetray.pool.role import RoleSupervisor
 from hivetray.pool.states import RoleState
 from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.pool.sweep import WorkerRecord
-from hivetray.pool.tasks import TaskSet, wait_shielded
+from hivetray.pool.tasks import TaskSet, in_thread, wait_shielded
 from hivetray.pool.transport import Spawner, process_spawner
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class WorkerPool:
                  clock: Clock | None = None, tick_s: float = 0.25,
                  faults: frozenset[str] = frozenset(),
                  validate_model: ModelCheck = check_role,
-                 run_blocking: BlockingRunner | None = None, private: bool = False) -> None:
+                 run_blocking: BlockingRunner = in_thread, private: bool = False) -> None:
         self.config = config
         self.paths = paths
         self.private = private
@@ -63,8 +63,7 @@ class WorkerPool:
                 name, config.role(name), config.pool, spawner=spawner or process_spawner,
                 clock=self.clock, events=self.events, log_path=paths.worker_log(name),
                 registry=registry, faults=faults, validate_model=validate_model,
-                tasks=self.tasks, eager=not private,
-                **({"run_blocking": run_blocking} if run_blocking is not None else {}))
+                run_blocking=run_blocking, tasks=self.tasks, eager=not private)
             for name in ROLES
         }
         self._ticker: asyncio.Task[None] | None = None

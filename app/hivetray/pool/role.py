@@ -89,11 +89,6 @@ class RoleSupervisor:
         self.retired = Retirement(self.tasks, self.timing, name, self._escalating)
 
     @property
-    def link(self) -> Any:
-        """The current worker's link (None when no worker runs)."""
-        return self.run.link if self.run is not None else None
-
-    @property
     def pid(self) -> int | None:
         return self.run.pid if self.run is not None else None
 

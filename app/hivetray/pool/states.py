@@ -40,8 +40,6 @@ LEGAL_TRANSITIONS: dict[RoleState, frozenset[RoleState]] = {
 }
 
 # named groups of states: the supervisor and the UI ask these, nobody spells state names
-#: a worker process may exist: starting, serving or on its way out
-LIVE = frozenset({S.STARTING, S.READY, S.BUSY, S.STOPPING})
 #: the worker is loaded and answers (health pings apply)
 SERVING = frozenset({S.READY, S.BUSY})
 #: ``stop()`` acts: the role's worker is starting or running

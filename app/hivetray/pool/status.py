@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from hivetray.pool.states import LIVE, RETRYABLE, STOPPABLE, TRANSITIONAL, TROUBLE, RoleState
+from hivetray.pool.states import RETRYABLE, STOPPABLE, TRANSITIONAL, TROUBLE, RoleState
 
 #: the fields of one role in ``hivetray status --json`` (docs/contract.md), in this order
 STATUS_JSON_KEYS = ("role", "state", "pid", "model", "in_flight", "crashes_in_window",
@@ -56,10 +56,6 @@ class RoleStatus:
     def in_transition(self) -> bool:
         return self.state in TRANSITIONAL
 
-    @property
-    def live(self) -> bool:
-        return self.state in LIVE
-
     def to_dict(self) -> dict[str, Any]:
         """Every field (the socket's ``status`` reply; the CLI's text view reads them)."""
         out = asdict(self)
@@ -78,12 +74,6 @@ class RoleStatus:
 class PoolStatus:
     pid: int
     roles: tuple[RoleStatus, ...]
-
-    def role(self, name: str) -> RoleStatus:
-        for status in self.roles:
-            if status.role == name:
-                return status
-        raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pid": self.pid, "roles": [status.to_dict() for status in self.roles]}
