@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from hivetray.errors import InvalidRequest
+from hivetray.sampling import check_sampling_params
 
 ROLES = ("system", "user", "assistant")
 
@@ -29,10 +30,7 @@ def check_chat_params(params: Any) -> list[dict[str, Any]]:
     if max_tokens is not None and (not isinstance(max_tokens, int)
                                    or isinstance(max_tokens, bool) or max_tokens < 1):
         raise InvalidRequest("'max_tokens' must be a whole number of at least 1")
-    temperature = params.get("temperature")
-    if temperature is not None and (not isinstance(temperature, int | float)
-                                    or isinstance(temperature, bool) or temperature < 0):
-        raise InvalidRequest("'temperature' must be a number of 0 or more")
+    check_sampling_params(params)
     return messages
 
 

@@ -25,6 +25,7 @@ import tomli_w
 
 from hivetray import ROLES
 from hivetray.paths import PRIVATE_FILE_MODE, ensure_private_dir
+from hivetray.sampling import DEFAULT_SAMPLING, SAMPLING_KEYS, Sampling, sampling_problem
 
 DEFAULT_IDLE_TIMEOUT_S: dict[str, float] = {
     "chat": 900.0, "vision": 900.0, "embed": 300.0, "rerank": 300.0,
@@ -44,10 +45,23 @@ class RoleConfig:
     # the deadline for loading the model; 0 = automatic (grows with the files' size, see
     # hivetray.pool.health.start_timeout_s), so a frozen load never hangs the role for ever
     start_timeout_s: float = 0.0
+    # sampling defaults of the chat and vision roles (hivetray.sampling); a request may override
+    # each; changing them never restarts the worker
+    temperature: float = DEFAULT_SAMPLING.temperature
+    top_k: int = DEFAULT_SAMPLING.top_k
+    top_p: float = DEFAULT_SAMPLING.top_p
+    min_p: float = DEFAULT_SAMPLING.min_p
+    repeat_penalty: float = DEFAULT_SAMPLING.repeat_penalty
+    repeat_last_n: int = DEFAULT_SAMPLING.repeat_last_n
+    seed: int | None = DEFAULT_SAMPLING.seed
 
     @property
     def configured(self) -> bool:
         return bool(self.model)
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(**{key: getattr(self, key) for key in SAMPLING_KEYS})
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,14 @@ def _section(
             warnings.append(f"{path}: unknown key {where}.{key}; it is ignored.")
             continue
         expected = type(getattr(default, key))
+        if key in SAMPLING_KEYS:
+            problem = sampling_problem(key, value)
+            if problem is None:
+                values[key] = float(value) if expected is float else value
+            else:
+                warnings.append(f"{path}: {where}.{key} = {value!r}: {problem}; using the "
+                                f"default {getattr(default, key)!r}.")
+            continue
         coerced = _coerce(value, expected, key)
         if coerced is _BAD:
             warnings.append(f"{path}: {where}.{key} = {value!r} is not a valid "

@@ -74,6 +74,20 @@ class NotARerankModel(ModelLoadError):
     """The rerank role's model has no rank-pooling classifier head."""
 
 
+class InsufficientMemory(HivetrayError):
+    """A role's worker would not fit in the memory available now (checked before it spawns,
+    after idle roles were stopped to make room); the message says the numbers and what to do."""
+
+    wire_fields = ("role", "needed_bytes", "available_bytes")
+
+    def __init__(self, message: str, role: str, needed_bytes: int,
+                 available_bytes: int) -> None:
+        super().__init__(message)
+        self.role = role
+        self.needed_bytes = needed_bytes
+        self.available_bytes = available_bytes
+
+
 class InvalidImage(HivetrayError):
     """An image that cannot be decoded; ``name`` is the file (or "clipboard image")."""
 

@@ -34,6 +34,9 @@ from hivetray.pool.transport import Spawner, process_spawner
 
 log = logging.getLogger(__name__)
 
+#: the roles whose requests are sampled (their status shows the sampling defaults)
+SAMPLED_ROLES = ("chat", "vision")
+
 
 class WorkerPool:
     """The roles' supervisors, their ticker, and shutdown.
@@ -197,7 +200,8 @@ class WorkerPool:
             prompt_tokens=role.usage.prompt_tokens,
             completion_tokens=role.usage.completion_tokens, load_s=role.usage.load_s,
             uptime_s=round(now - role.started_at, 1) if role.started_at is not None else None,
-            pinned=role.config.pinned)
+            pinned=role.config.pinned,
+            sampling=role.config.sampling if role.name in SAMPLED_ROLES else None)
 
 
 def _rss(pid: int | None) -> int | None:

@@ -291,7 +291,13 @@ class RoleSupervisor:
     # -- requests -----------------------------------------------------------------------------
     def stream(self, method: str,
                params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
-        """Yield the worker's chunks, then ``{"done": True, **result}`` (``pool.dispatch``)."""
+        """Yield the worker's chunks, then ``{"done": True, **result}`` (``pool.dispatch``).
+
+        A chat request gets the role's sampling defaults for every setting it leaves unset,
+        read now, so a change in Settings applies to the next request without a restart."""
+        if method == "chat":
+            params = {**self.config.sampling.to_params(),
+                      **{key: value for key, value in params.items() if value is not None}}
         return stream_request(self, method, params)
 
     def mark_busy(self, method: str) -> None:

@@ -11,10 +11,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hivetray.pool.states import RETRYABLE, STOPPABLE, TRANSITIONAL, TROUBLE, RoleState
+from hivetray.sampling import Sampling
 
 #: the fields of one role in ``hivetray status --json`` (docs/contract.md), in this order
 STATUS_JSON_KEYS = ("role", "state", "pid", "model", "in_flight", "crashes_in_window",
-                    "retry_in_s", "last_error", "rss_bytes", "requests", "tokens_per_s")
+                    "retry_in_s", "last_error", "rss_bytes", "requests", "tokens_per_s",
+                    "mem_estimate_bytes")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,13 @@ class RoleStatus:
     load_s: float | None = None
     uptime_s: float | None = None
     pinned: bool = False
+    #: what a worker for the role's model needs in memory, estimated before it is spawned
+    #: (model files + KV cache for n_ctx, from the GGUF header); None when unknown
+    mem_estimate_bytes: int | None = None
+    #: the sampling defaults its requests get (chat and vision roles)
+    sampling: Sampling | None = None
+    #: a name for people when the model is a built-in default (else None: the path says it)
+    model_label: str | None = None
 
     @property
     def can_stop(self) -> bool:
@@ -67,6 +76,8 @@ class RoleStatus:
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in raw.items() if key in known}
         values["state"] = RoleState(raw["state"])
+        if isinstance(values.get("sampling"), dict):
+            values["sampling"] = Sampling(**values["sampling"])
         return cls(**values)
 
 
