@@ -38,3 +38,11 @@ def test_good_params_pass_and_give_the_messages() -> None:
                                                        {"type": "image_url"}]}],
              "max_tokens": 8, "temperature": 0.0}
     assert check_chat_params(parts) == parts["messages"]
+
+
+@pytest.mark.parametrize("params", [
+    {**HI, "top_p": 2}, {**HI, "top_k": -1}, {**HI, "seed": "42"}, {**HI, "repeat_penalty": 0},
+])
+def test_sampling_parameters_are_checked_with_the_rest(params: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRequest, match="must be"):
+        check_chat_params(params)

@@ -83,6 +83,39 @@ def test_bad_value_is_reported_by_key_and_defaulted(tmp_path: Path, line: str,
     assert path.exists()  # a bad value is not a malformed file: keep it in place
 
 
+def test_sampling_defaults_are_read_per_role_and_written_back_when_changed(
+        tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[roles.chat]\ntemperature = 0\ntop_k = 20\ntop_p = 0.9\nmin_p = 0\n"
+                    "repeat_penalty = 1.3\nrepeat_last_n = 128\nseed = 42\n")
+    result = load_config(path)
+    assert result.warnings == []
+    chat = result.config.role("chat").sampling
+    assert (chat.temperature, chat.top_k, chat.top_p, chat.min_p, chat.repeat_penalty,
+            chat.repeat_last_n, chat.seed) == (0.0, 20, 0.9, 0.0, 1.3, 128, 42)
+    assert isinstance(chat.temperature, float)  # a TOML integer is still a float setting
+    assert result.config.role("vision").sampling == RoleConfig().sampling  # per role
+    written = tomllib.loads(to_toml(result.config))
+    assert written["roles"]["chat"]["seed"] == 42
+    assert "vision" not in written.get("roles", {})  # defaults are not written out
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ("top_p = 1.5", "'top_p' must be a number above 0 and at most 1"),
+    ("seed = -1", "'seed' must be a whole number"),
+    ("temperature = \"hot\"", "'temperature' must be a number from 0 to 5"),
+    ("top_k = 2.5", "'top_k' must be a whole number"),
+])
+def test_a_bad_sampling_value_says_its_range_and_keeps_the_default(
+        tmp_path: Path, line: str, says: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[roles.chat]\n{line}\n")
+    result = load_config(path)
+    assert len(result.warnings) == 1
+    assert "roles.chat." in result.warnings[0] and says in result.warnings[0]
+    assert result.config.role("chat").sampling == RoleConfig().sampling
+
+
 def test_unknown_keys_and_roles_are_reported(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[roles.chatt]\nmodel = "x"\n[pool]\nbudget = 3\n')

@@ -29,6 +29,7 @@ from hivetray.models.builtin import LABEL as BUILTIN_LABEL
 from hivetray.models.builtin import is_builtin
 from hivetray.paths import AppPaths, app_paths
 from hivetray.pool.status import PoolStatus, RoleStatus
+from hivetray.sampling import SAMPLING_KEYS, sampling_problem
 
 EXIT_FAIL, EXIT_USAGE, EXIT_NO_INSTANCE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -45,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("prompt", nargs="?", help="the prompt (read from stdin when omitted)")
     chat.add_argument("--image", help="an image file for the vision worker")
     chat.add_argument("--max-tokens", type=int, default=None)
+    sampling = chat.add_argument_group(
+        "sampling", "override the role's defaults (config.toml, Settings) for this request")
+    sampling.add_argument("--temperature", type=float, help="0 = greedy (reproducible)")
+    sampling.add_argument("--top-k", type=int)
+    sampling.add_argument("--top-p", type=float)
+    sampling.add_argument("--min-p", type=float)
+    sampling.add_argument("--repeat-penalty", type=float, help="1 = off")
+    sampling.add_argument("--seed", type=int, help="a fixed seed makes the reply reproducible")
     chat.add_argument("--json", action="store_true", help="one JSON object per line")
     embed = sub.add_parser("embed", help="one embedding vector per TEXT (JSON)")
     embed.add_argument("texts", nargs="+", metavar="TEXT")
@@ -191,7 +200,12 @@ async def cmd_chat(paths: AppPaths, args: argparse.Namespace) -> int:
     if not prompt.strip():
         print("hivetray: the prompt is empty (give PROMPT or pipe it on stdin)", file=sys.stderr)
         return EXIT_USAGE
-    payload: dict[str, Any] = {"params": chat_params(prompt, args.max_tokens)}
+    overrides = {key: getattr(args, key) for key in SAMPLING_KEYS if hasattr(args, key)}
+    for key, value in overrides.items():  # a usage error: say which flag, before anything
+        if value is not None and (problem := sampling_problem(key, value)):
+            print(f"hivetray: --{key.replace('_', '-')}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    payload: dict[str, Any] = {"params": chat_params(prompt, args.max_tokens, overrides)}
     if images:
         payload["images"] = images  # → the vision worker
     async for item in _with_instance_or_private(paths, "chat", payload):

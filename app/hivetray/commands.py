@@ -59,11 +59,14 @@ class InstanceApi(Protocol):
     def show_status(self) -> bool: ...
 
 
-def chat_params(prompt: str, max_tokens: int | None = None) -> dict[str, Any]:
-    """The ``params`` of a one-turn chat request."""
+def chat_params(prompt: str, max_tokens: int | None = None,
+                sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``params`` of a one-turn chat request; ``sampling`` overrides the role's defaults
+    (unset ones, ``None``, are left out so the defaults apply)."""
     params: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}]}
     if max_tokens:
         params["max_tokens"] = max_tokens
+    params.update({key: value for key, value in (sampling or {}).items() if value is not None})
     return params
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from hivetray.errors import InvalidRequest
 
+#: the roles whose requests are sampled (the others embed or score)
+SAMPLED_ROLES = ("chat", "vision")
 #: largest seed the sampler takes (llama.cpp's seeds are uint32; 0xFFFFFFFF means "random")
 MAX_SEED = 2**32 - 2
 

@@ -31,11 +31,9 @@ from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.pool.sweep import WorkerRecord
 from hivetray.pool.tasks import TaskSet, in_thread, wait_shielded
 from hivetray.pool.transport import Spawner, process_spawner
+from hivetray.sampling import SAMPLED_ROLES
 
 log = logging.getLogger(__name__)
-
-#: the roles whose requests are sampled (their status shows the sampling defaults)
-SAMPLED_ROLES = ("chat", "vision")
 
 
 class WorkerPool:

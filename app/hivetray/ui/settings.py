@@ -1,6 +1,7 @@
 """Settings: model per role (with the pool's own model check), context, threads, idle timeout,
-pin, the restart budget, the hotkey and start at login. Saved atomically to config.toml; the app
-then applies it live (a role whose model changed is respawned)."""
+pin, sampling defaults (chat and vision), the restart budget, the hotkey and start at login.
+Saved atomically to config.toml; the app then applies it live (a role whose model changed is
+respawned; new sampling defaults apply to the next request)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ from hivetray.config import Config, PoolConfig, RoleConfig, save_config
 from hivetray.errors import InvalidModelFile, ModelLoadError, ProjectorMismatch, ProjectorMissing
 from hivetray.models.validate import check_role, open_model
 from hivetray.paths import AppPaths
+from hivetray.sampling import SAMPLED_ROLES
 from hivetray.ui.hotkeys import toggle_command
 from hivetray.ui.model_download import ModelDownloader
+from hivetray.ui.sampling_form import SamplingForm
 
 
 def expand_path(text: str) -> str | None:
@@ -144,6 +147,7 @@ class RoleTab(QWidget):
         form.addRow("Stop when idle for", self.idle)
         self.pinned = QCheckBox("Start at launch and never stop when idle")
         form.addRow("Pinned", self.pinned)
+        self.sampling = SamplingForm(form) if role in SAMPLED_ROLES else None
         for path_field in self._path_fields():
             path_field.edit.textChanged.connect(self._validate)
 
@@ -158,11 +162,15 @@ class RoleTab(QWidget):
         self.n_threads.setValue(cfg.n_threads)
         self.idle.setValue(round(cfg.idle_timeout_s / 60))
         self.pinned.setChecked(cfg.pinned)
+        if self.sampling is not None:
+            self.sampling.load(cfg)
 
     def value(self, old: RoleConfig) -> RoleConfig:
         idle_s = float(self.idle.value() * 60)
         if self.idle.value() == round(old.idle_timeout_s / 60):
             idle_s = old.idle_timeout_s  # keep sub-minute values the user wrote by hand
+        if self.sampling is not None:
+            old = self.sampling.value(old)
         return replace(old, model=self.model.value(),
                        mmproj=self.mmproj.value() if self.mmproj else old.mmproj,
                        n_ctx=self.n_ctx.value(), n_threads=self.n_threads.value(),
