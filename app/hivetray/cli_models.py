@@ -67,10 +67,11 @@ def run(paths: AppPaths, args: argparse.Namespace) -> int:
 def describe(role: str, model: str | None, mmproj: str | None, paths: AppPaths
              ) -> dict[str, Any]:
     """One row of ``hivetray models``: the file, what it is, and whether it validates."""
+    is_builtin = builtin.is_builtin(model)
     row: dict[str, Any] = {"role": role, "model": model, "mmproj": mmproj, "size_bytes": None,
                            "architecture": None, "context_length": None, "name": None,
-                           "valid": None, "problem": None,
-                           "builtin": builtin.is_builtin(model, paths)}
+                           "valid": None, "problem": None, "builtin": is_builtin,
+                           "label": builtin.LABEL if is_builtin else None}
     if not model:
         return row
     try:
@@ -88,7 +89,7 @@ def list_models(paths: AppPaths, as_json: bool) -> int:
     loaded = load_config(paths.config_file)
     for warning in loaded.warnings:
         print(f"hivetray: warning: {warning}", file=sys.stderr)
-    config = builtin.with_builtin_chat(loaded.config, paths)
+    config = builtin.with_builtin_chat(loaded.config)  # shown, never saved
     rows = [describe(r, config.role(r).model, config.role(r).mmproj, paths) for r in ROLES]
     if as_json:
         print(json.dumps({"config": str(paths.config_file), "roles": rows}))
@@ -103,8 +104,9 @@ def list_models(paths: AppPaths, as_json: bool) -> int:
               f"{model}")
         if row["mmproj"]:
             print(f"{'':7} {'':>9} {'':10} {'':>7}  {'':5}  + projector {row['mmproj']}")
-        if row["builtin"]:
-            print(f"{'':7} └ {builtin.LABEL}")
+        if row["label"]:  # the default in use, and the way to a better one
+            print(f"{'':7} └ {row['label']}: the default while no {row['role']} model is set; "
+                  f"a better one: hivetray models download {row['role']}")
         if row["problem"]:
             print(f"{'':7} └ {row['problem']}")
     print(f"config: {paths.config_file}")

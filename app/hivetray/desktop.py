@@ -30,6 +30,7 @@ from hivetray.ui.quick_chat import QuickChatWindow
 from hivetray.ui.tray import TrayIcon
 
 if TYPE_CHECKING:  # built on first use: not imported at start-up, where every ms counts
+    from hivetray.ui.model_download import ModelDownloadDialog
     from hivetray.ui.settings import SettingsDialog
     from hivetray.ui.status_window import StatusWindow
 
@@ -49,8 +50,10 @@ class DesktopApp:
         self.pool = self.instance.pool
         self.status_window: StatusWindow | None = None
         self.settings_dialog: SettingsDialog | None = None
+        self.download_dialogs: dict[str, ModelDownloadDialog] = {}
         self.hotkeys = HotkeyManager()
-        self.tray = TrayIcon(self.pool.snapshot, self.pool.clock.now, self.hotkey_label,
+        # the widgets render the instance's status, not the pool's: it names the built-in model
+        self.tray = TrayIcon(self.instance.status, self.pool.clock.now, self.hotkey_label,
                              early_icon)
         self.tray_available = early_icon is not None or QSystemTrayIcon.isSystemTrayAvailable()
         self._refresh = QTimer()
@@ -71,6 +74,7 @@ class DesktopApp:
         window = QuickChatWindow(session)
         window.retry.connect(self.retry)
         window.open_settings.connect(self.show_settings)
+        window.get_model.connect(self.get_model)
         if self.history.notice:
             window.show_banner(self.history.notice)
             self.pool.events.emit(Event(EventKind.HISTORY, None, self.history.notice,
@@ -171,7 +175,7 @@ class DesktopApp:
         if self.status_window is None:
             from hivetray.ui.status_window import StatusWindow
 
-            window = StatusWindow(self.pool.snapshot, self.paths.worker_log)
+            window = StatusWindow(self.instance.status, self.paths.worker_log)
             window.retry.connect(self.retry)
             window.restart.connect(lambda role: self._spawn(self.instance.restart(role),
                                                             "restart"))
@@ -197,6 +201,31 @@ class DesktopApp:
         for warning in self.instance.reload_config():
             self.pool.events.emit(Event(EventKind.CONFIG, None, warning, level="warning"))
         self.register_hotkey()
+
+    def get_model(self, role: str) -> None:
+        """The quick chat's "Get a better model…": the catalog download for ``role``, in a small
+        window of its own (the same downloader as Settings'; one per role, kept, so reopening
+        it shows a running download's progress)."""
+        dialog = self.download_dialogs.get(role)
+        if dialog is None:
+            from hivetray.ui.model_download import ModelDownloadDialog
+
+            dialog = ModelDownloadDialog(role, self.paths)
+            dialog.downloader.finished.connect(self._downloaded)
+            self.download_dialogs[role] = dialog
+        dialog.present()
+
+    def _downloaded(self, ok: bool, _message: str) -> None:
+        """The download's child process wrote the model into config.toml (and asked this
+        instance to reload over the socket): apply it here too, in case that call could not
+        get through, and show it in an open Settings dialog, so its Save cannot write the old
+        model back."""
+        if not ok:
+            return
+        self._apply_saved_config()
+        if self.settings_dialog is not None:
+            self.settings_dialog.load(self.instance.config)
+        self._repaint()
 
     # -- the global hotkey ------------------------------------------------------------------------
     def register_hotkey(self) -> None:
@@ -224,7 +253,7 @@ class DesktopApp:
         """The hotkey / tray / `hivetray toggle-chat`: show or hide, and pre-warm the model."""
         self.quick_chat.toggle()
         if self.quick_chat.isVisible():
-            self.quick_chat.update_roles(self.pool.snapshot().roles)
+            self.quick_chat.update_roles(self.instance.status().roles)
             self._spawn(self._prewarm(), "pre-warm chat")
 
     async def _prewarm(self) -> None:
@@ -245,7 +274,7 @@ class DesktopApp:
     def _repaint(self) -> None:
         self.tray.update_health()
         if self.quick_chat.isVisible():
-            self.quick_chat.update_roles(self.pool.snapshot().roles)
+            self.quick_chat.update_roles(self.instance.status().roles)
         if self.status_window is not None and self.status_window.isVisible():
             self.status_window.refresh()
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hivetray import ipc
@@ -23,7 +23,7 @@ from hivetray.config import Config, load_config
 from hivetray.errors import InvalidRequest
 from hivetray.homelock import HomeLock
 from hivetray.images import ChatImage
-from hivetray.models.builtin import with_builtin_chat
+from hivetray.models import builtin
 from hivetray.paths import AppPaths
 from hivetray.pool import WorkerPool
 from hivetray.pool.events import Event
@@ -51,7 +51,9 @@ class Instance:
         self.config = config
         self.private = private
         self.lock = lock or HomeLock(paths)
-        self.pool = pool or WorkerPool(with_builtin_chat(config, paths), paths, private=private)
+        #: the built-in demo model when the pool's chat role runs it (it is not in ``config``)
+        self.builtin_chat_model: str | None = None
+        self.pool = pool or WorkerPool(self._pool_config(config), paths, private=private)
         self.hooks = hooks or UiHooks()
         self.quit_requested = asyncio.Event()
         self._server: ipc.Server | None = None
@@ -111,10 +113,30 @@ class Instance:
 
     # -- status and intents --------------------------------------------------------------------
     def status(self) -> PoolStatus:
-        return self.pool.snapshot()
+        snapshot = self.pool.snapshot()
+        return replace(snapshot, roles=tuple(self._labelled(r) for r in snapshot.roles))
 
     def role_status(self, role: str) -> RoleStatus:
-        return self.pool.role_snapshot(self.pool.role(role))
+        return self._labelled(self.pool.role_snapshot(self.pool.role(role)))
+
+    def _pool_config(self, config: Config) -> Config:
+        """``config`` as the pool runs it: the built-in demo model fills an unset chat role.
+
+        Remembered here, so status can name it without a file-system lookup per snapshot, and
+        kept out of ``self.config`` (what Settings edits and saves): it is never written.
+        """
+        pool_config = builtin.with_builtin_chat(config)
+        chat_model = pool_config.role("chat").model
+        self.builtin_chat_model = chat_model if chat_model != config.role("chat").model else None
+        return pool_config
+
+    def _labelled(self, status: RoleStatus) -> RoleStatus:
+        """The chat role's status says when it runs the built-in demo model (the pool does
+        not know about built-ins; the app does)."""
+        if (status.role == "chat" and self.builtin_chat_model is not None
+                and status.model == self.builtin_chat_model):
+            return replace(status, model_label=builtin.LABEL)
+        return status
 
     def retry(self, role: str) -> RoleStatus:
         self.pool.retry(role)
@@ -136,7 +158,7 @@ class Instance:
         return the file's warnings."""
         result = load_config(self.paths.config_file)
         self.config = result.config
-        self.pool.apply_config(with_builtin_chat(result.config, self.paths))
+        self.pool.apply_config(self._pool_config(result.config))
         return result.warnings
 
     async def quit(self) -> None:

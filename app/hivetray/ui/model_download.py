@@ -1,4 +1,5 @@
-"""Download a curated model from the Settings dialog, with a progress bar.
+"""Download a curated model, with a progress bar: in Settings, and on its own from the quick
+chat's "Get a better model…".
 
 The download itself is ``hivetray models download ROLE NAME`` run as a child process (resume,
 checksum and the atomic config update live there, once); this widget starts it, shows progress
@@ -11,11 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtCore import QProcess, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from hivetray.autostart import launch_command
-from hivetray.models.catalog import CatalogEntry, for_role
+from hivetray.models.catalog import DEFAULTS, CatalogEntry, for_role
 from hivetray.models.download import target_path
 from hivetray.paths import AppPaths
 
@@ -60,6 +71,14 @@ class ModelDownloader(QWidget):
         self._timer.timeout.connect(self._show_progress)
         if not self.entries:
             self.button.setEnabled(False)
+        self.select(DEFAULTS.get(role, ""))
+
+    def select(self, name: str) -> bool:
+        """Offer the catalog entry ``name`` (False when the role has no such entry)."""
+        index = next((i for i, e in enumerate(self.entries) if e.name == name), -1)
+        if index >= 0 and self.process is None:
+            self.choice.setCurrentIndex(index)
+        return index >= 0
 
     @property
     def entry(self) -> CatalogEntry:
@@ -110,3 +129,36 @@ class ModelDownloader(QWidget):
                 " — press Download to resume."
         self.message.setText(text)
         self.finished.emit(exit_code == 0, text)
+
+
+class ModelDownloadDialog(QDialog):
+    """The catalog download for one role on its own (the quick chat's "Get a better model…").
+
+    The same :class:`ModelDownloader` as in Settings, so the child process, the progress bar and
+    the config update are the same. Closing the dialog while it downloads only hides it: the
+    download goes on, and opening it again shows its progress. It stays on top, as the
+    quick-chat window it is opened from does, so it is not hidden behind it.
+    """
+
+    def __init__(self, role: str, paths: AppPaths, command_for: CommandFor = cli_command
+                 ) -> None:
+        super().__init__(None, Qt.WindowType.Dialog | Qt.WindowType.WindowStaysOnTopHint)
+        self.setWindowTitle(f"Hivetray — a model for the {role} role")
+        intro = QLabel(f"Pick a model for the {role} role. It is downloaded once (an interrupted "
+                       "download resumes), checked against the sha256 the hub publishes, and "
+                       f"used for {role} as soon as it is in.")
+        intro.setWordWrap(True)
+        self.downloader = ModelDownloader(role, paths, command_for)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.hide)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addWidget(self.downloader)
+        layout.addWidget(buttons)
+        self.resize(760, self.sizeHint().height())
+
+    def present(self) -> None:
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        self.downloader.button.setFocus()

@@ -51,16 +51,20 @@ STYLE = """
 #userMessage { background: palette(alternate-base); border-radius: 6px; }
 #assistantMessage { background: palette(base); border-radius: 6px; }
 #banner { color: #b54708; }
+#demoNotice { color: palette(placeholder-text); }
 #messageStatus { color: palette(placeholder-text); font-style: italic; }
 """
 FRAME_MS = 16
 STATUS_TEXT = {"stopped": "stopped", "interrupted": "interrupted (the app closed)",
                "failed": "failed"}
+GET_MODEL = "Get a better model…"
 
 
 class QuickChatWindow(QWidget):
     retry = Signal(str)
     open_settings = Signal()
+    #: "Get a better model…": open the catalog download for this role
+    get_model = Signal(str)
     hidden = Signal()
 
     def __init__(self, session: ChatSession) -> None:
@@ -109,6 +113,21 @@ class QuickChatWindow(QWidget):
         self.banner_box = QWidget()
         self.banner_box.setLayout(banner_row)
         self.banner_box.hide()
+        # one quiet line while the chat role runs a built-in demo model: what it is, and the
+        # way to a real one (the first impression of a tiny model should not read as "broken")
+        self.demo_notice = QLabel()
+        self.demo_notice.setObjectName("demoNotice")
+        self.demo_button = QPushButton(GET_MODEL)
+        self.demo_button.setToolTip("Download a stronger chat model from the catalog; it "
+                                    "replaces the demo model as soon as it is in")
+        self.demo_button.clicked.connect(lambda: self.get_model.emit("chat"))
+        demo_row = QHBoxLayout()
+        demo_row.setContentsMargins(0, 0, 0, 0)
+        demo_row.addWidget(self.demo_notice, 1)
+        demo_row.addWidget(self.demo_button)
+        self.demo_box = QWidget()
+        self.demo_box.setLayout(demo_row)
+        self.demo_box.hide()
         self.messages_box = QWidget()
         self.messages_layout = QVBoxLayout(self.messages_box)
         self.messages_layout.addStretch(1)
@@ -135,6 +154,7 @@ class QuickChatWindow(QWidget):
         buttons.addWidget(self.send_button)
         layout = QVBoxLayout(self)
         layout.addLayout(header)
+        layout.addWidget(self.demo_box)
         layout.addWidget(self.banner_box)
         layout.addWidget(self.scroll_area, 1)
         layout.addWidget(self.attachment)
@@ -299,10 +319,13 @@ class QuickChatWindow(QWidget):
         self.banner_box.setVisible(bool(text))
 
     def update_roles(self, roles: Sequence[RoleStatus]) -> None:
-        """Say so when the chat worker cannot answer right now, with a countdown and Retry."""
+        """Say so when the chat worker cannot answer right now, with a countdown and Retry;
+        and, in one line, when it runs the built-in demo model (its ``model_label``)."""
         chat = next((r for r in roles if r.role == "chat"), None)
         if chat is None:
             return
+        self.demo_notice.setText(f"{chat.model_label}." if chat.model_label else "")
+        self.demo_box.setVisible(bool(chat.model_label))
         if chat.state is RoleState.COOLING_DOWN:
             seconds = round(chat.retry_in_s or 0)
             self.show_banner(f"The chat worker keeps crashing; retrying in {seconds} s. "
