@@ -42,7 +42,7 @@ def chat_ok(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(autouse=True)
 def _no_builtin_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Defaults mean an unconfigured chat role here, not the 250 MB built-in demo model."""
+    """Defaults mean an unconfigured chat role here, not the built-in demo model."""
     monkeypatch.setenv("HIVETRAY_NO_BUILTIN_MODEL", "1")
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,16 @@ def test_fills_an_unset_chat_role_in_place(home: AppPaths, fake_builtin: Path) -
     assert not builtin.is_builtin(str(fake_builtin.with_name("other.gguf")))
     assert config.role("embed").model is None  # only the chat role
     assert not any(home.cache_dir.rglob("*.gguf"))  # used where pip put it: nothing copied
+
+
+def test_the_built_in_gets_a_calmer_temperature_unless_one_was_chosen(
+        home: AppPaths, fake_builtin: Path) -> None:
+    config = builtin.with_builtin_chat(default_config(), home)
+    assert config.role("chat").temperature == builtin.BUILTIN_TEMPERATURE
+    chosen = default_config()
+    chosen = replace(chosen, roles={**chosen.roles,
+                                    "chat": replace(chosen.role("chat"), temperature=1.2)})
+    assert builtin.with_builtin_chat(chosen, home).role("chat").temperature == 1.2
 
 
 def test_a_configured_chat_model_wins(home: AppPaths, fake_builtin: Path,

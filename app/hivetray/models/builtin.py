@@ -32,6 +32,7 @@ from typing import Any
 
 from hivetray.config import Config
 from hivetray.paths import AppPaths
+from hivetray.sampling import DEFAULT_SAMPLING
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,11 @@ def is_builtin(model: str | None, paths: AppPaths | None = None) -> bool:
     return target is not None and Path(model).absolute() == target
 
 
+#: a 135M model wanders at the usual 0.8: "What is the capital of France?" got Paris in 8 of 20
+#: seeds at 0.8 and 22 of 30 simple questions right at 0.2 (vs 15 of 30); its default is lower
+BUILTIN_TEMPERATURE = 0.2
+
+
 def with_builtin_chat(config: Config, paths: AppPaths | None = None) -> Config:
     """``config`` with the demo model as the chat model when none is set and the extra is in.
 
@@ -96,6 +102,8 @@ def with_builtin_chat(config: Config, paths: AppPaths | None = None) -> Config:
         return config
     roles = dict(config.roles)
     roles["chat"] = replace(chat, model=str(model))
+    if chat.temperature == DEFAULT_SAMPLING.temperature:  # the user has not chosen one
+        roles["chat"] = replace(roles["chat"], temperature=BUILTIN_TEMPERATURE)
     return replace(config, roles=roles)
 
 

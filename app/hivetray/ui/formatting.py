@@ -55,5 +55,6 @@ def state_line(status: RoleStatus) -> str:
         label += f" ({round(status.retry_in_s)} s)"
     if status.in_flight:
         label += f" · {status.in_flight} in flight"
-    model = model_name(status.model) if status.model else ""
+    model = "built-in demo model" if status.model_label else (
+        model_name(status.model) if status.model else "")
     return f"{status.role} — {label}" + (f" · {model}" if model else "")
