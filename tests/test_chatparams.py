@@ -46,3 +46,14 @@ def test_good_params_pass_and_give_the_messages() -> None:
 def test_sampling_parameters_are_checked_with_the_rest(params: dict[str, Any]) -> None:
     with pytest.raises(InvalidRequest, match="must be"):
         check_chat_params(params)
+
+
+@pytest.mark.parametrize("stop", ["", [], ["a", ""], ["a", "b", "c", "d", "e"], 5, [5]])
+def test_a_bad_stop_is_refused(stop: Any) -> None:
+    with pytest.raises(InvalidRequest, match="'stop' must be"):
+        check_chat_params({**HI, "stop": stop})
+
+
+def test_stop_as_a_string_or_a_short_list_passes() -> None:
+    check_chat_params({**HI, "stop": "\n\n"})
+    check_chat_params({**HI, "stop": ["a", "b", "c", "d"]})

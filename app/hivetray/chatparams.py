@@ -31,7 +31,23 @@ def check_chat_params(params: Any) -> list[dict[str, Any]]:
                                    or isinstance(max_tokens, bool) or max_tokens < 1):
         raise InvalidRequest("'max_tokens' must be a whole number of at least 1")
     check_sampling_params(params)
+    _check_stop(params.get("stop"))
     return messages
+
+
+#: stop strings a request may give (OpenAI's limit)
+MAX_STOP_STRINGS = 4
+
+
+def _check_stop(stop: Any) -> None:
+    """``stop``: a non-empty string, or a list of at most four of them (None = none)."""
+    stops = [stop] if isinstance(stop, str) else stop
+    if stop is None:
+        return
+    if not isinstance(stops, list) or not 0 < len(stops) <= MAX_STOP_STRINGS \
+            or not all(isinstance(s, str) and s for s in stops):
+        raise InvalidRequest(f"'stop' must be a non-empty string or a list of 1 to "
+                             f"{MAX_STOP_STRINGS} non-empty strings")
 
 
 def _check_message(n: int, message: Any) -> None:

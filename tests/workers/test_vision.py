@@ -14,7 +14,7 @@ from PIL import Image
 from hivetray.devtools import tinymodels
 from hivetray.errors import ContextOverflow, InvalidImage, ProjectorMismatch, ProjectorMissing
 from hivetray.images import sniff_image_type
-from hivetray.workers.runtime import RequestContext
+from hivetray.workers.context import RequestContext
 from hivetray.workers.spec import WorkerSpec
 from hivetray.workers.vision import VisionHandler, prepare_image
 
@@ -161,3 +161,22 @@ def test_a_prompt_over_the_context_with_an_image_is_a_context_overflow(
     assert caught.value.n_ctx == 256 and caught.value.prompt_tokens > 256
     _chunks, again = ask(handler, [{"name": "a.png", "data": encode("PNG")}], max_tokens=2)
     assert again["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.real
+def test_a_vision_reply_follows_the_request_sampling(handler: VisionHandler) -> None:
+    """The image goes through the projector, the reply through the chat role's sampler chain:
+    a seed reproduces it, another seed changes it."""
+    image = [{"name": "a.png", "data": encode("PNG")}]
+
+    def text(seed: int) -> str:
+        chunks: list[str] = []
+        handler.handle("chat", {"messages": [{"role": "user", "content": "what is it"}],
+                                "images": image, "max_tokens": 30, "temperature": 1.5,
+                                "top_k": 0, "top_p": 1.0, "min_p": 0.0, "seed": seed},
+                       RequestContext(1, lambda msg: chunks.append(msg["data"]["text"]),
+                                      lambda: False))
+        return "".join(chunks)
+
+    assert text(5) == text(5)
+    assert text(6) != text(5)
