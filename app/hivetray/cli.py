@@ -28,6 +28,7 @@ from hivetray.instance import Instance
 from hivetray.models.builtin import LABEL as BUILTIN_LABEL
 from hivetray.models.builtin import is_builtin
 from hivetray.paths import AppPaths, app_paths
+from hivetray.pool.memory import memory_text
 from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.sampling import SAMPLING_KEYS, sampling_problem
 
@@ -164,12 +165,12 @@ async def cmd_status(paths: AppPaths, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status.status_json()))
         return 0
-    print(f"{'ROLE':8} {'STATE':13} {'PID':>7} {'RSS':>9} {'REQ':>5} {'TOK/S':>7}  MODEL")
+    print(f"{'ROLE':8} {'STATE':13} {'PID':>7} {'MEMORY':>22} {'REQ':>5} {'TOK/S':>7}  MODEL")
     for row in status.roles:
-        rss = f"{row.rss_bytes / 2**20:.0f} MiB" if row.rss_bytes else "-"
+        rss = memory_text(row.rss_bytes, row.mem_estimate_bytes, "-")
         tps = f"{row.tokens_per_s:.1f}" if row.tokens_per_s else "-"
         state = row.state + (f" {row.retry_in_s:.0f}s" if row.retry_in_s else "")
-        print(f"{row.role:8} {state:13} {row.pid or '-':>7} {rss:>9} "
+        print(f"{row.role:8} {state:13} {row.pid or '-':>7} {rss:>22} "
               f"{row.requests:>5} {tps:>7}  {row.model or '(no model set)'}")
         if is_builtin(row.model, paths):
             print(f"{'':8} └ {BUILTIN_LABEL}")

@@ -16,6 +16,7 @@ from hivetray.models.gguf import (
     GGML_TYPES,
     ArrayInfo,
     GGUFError,
+    GGUFInfo,
     read_header,
     read_header_cached,
     tensor_nbytes,
@@ -322,3 +323,41 @@ def test_a_read_past_its_deadline_is_not_cached(monkeypatch: pytest.MonkeyPatch,
         with pytest.raises(GGUFError, match="took longer"):
             read_header_cached(path)
     assert len(reads) == 2
+
+
+# -- the attention shape, for the memory estimate (hivetray.pool.memory) ------------------------
+def test_reads_the_attention_shape_of_a_real_model(files: dict[str, Path]) -> None:
+    info = read_header(files["chat"])  # llama: 2 blocks, 4 heads (4 KV heads), n_embd 64
+    assert (info.block_count, info.head_count, info.head_count_kv) == (2, 4, 4)
+    assert info.key_length is None and info.value_length is None  # n_embd / n_head = 16
+    assert info.vocab_size == 264
+    assert info.kv_bytes_per_token == 2 * 4 * (16 + 16) * 2  # layers × kv heads × (K+V) × f16
+    assert info.kv_cache_bytes(512) == 2 * info.kv_cache_bytes(256)  # type: ignore[operator]
+    assert read_header(files["mmproj"]).kv_bytes_per_token is None  # no attention shape
+
+
+def shaped(**arch: object) -> GGUFInfo:
+    """A header with only the metadata the KV cache size reads."""
+    base: dict[str, object] = {"block_count": 4, "embedding_length": 256,
+                               "attention.head_count": 8}
+    metadata = {f"demo.{key}": value for key, value in {**base, **arch}.items()
+                if value is not None}
+    return GGUFInfo("x.gguf", 0, 3, {"general.architecture": "demo", **metadata}, [], 0, 0)
+
+
+@pytest.mark.parametrize(("arch", "per_token"), [
+    ({}, 4 * 8 * (32 + 32) * 2),  # no head_count_kv: every head has its own K and V
+    ({"attention.head_count_kv": 2}, 4 * 2 * (32 + 32) * 2),  # grouped-query attention
+    ({"attention.head_count_kv": 1, "attention.key_length": 256,
+      "attention.value_length": 128}, 4 * 1 * (256 + 128) * 2),  # Gemma-like explicit widths
+    ({"attention.head_count_kv": [2, 0, 2, 0], "attention.head_count": [8, 0, 8, 0]},
+     2 * 2 * (32 + 32) * 2),  # per-layer lists; layers without attention cost nothing
+    ({"attention.head_count_kv": [2, 2]}, None),  # a list that does not match the layers
+    ({"attention.head_count": None}, None),  # no attention shape at all
+    ({"block_count": True}, None),  # a wrong type is unknown, not 1
+])
+def test_kv_cache_size_follows_llama_cpp_rules(arch: dict[str, object],
+                                              per_token: int | None) -> None:
+    info = shaped(**arch)
+    assert info.kv_bytes_per_token == per_token
+    assert info.kv_cache_bytes(1000) == (None if per_token is None else 1000 * per_token)

@@ -49,8 +49,9 @@ def make_rig(tmp_path: Path, *, model: str | None = "/models/m.gguf", pinned: bo
     return rig
 
 
-async def inline(fn: Callable[[], int]) -> int:
-    """The file check runs in a thread in production; here it is instant and inline."""
+async def inline(fn: Callable[[], T]) -> T:
+    """The file check (and the memory probe) run in a thread in production; here they are
+    instant and inline."""
     return fn()
 
 

@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
+from hivetray.pool.memory import RUNTIME_OVERHEAD_BYTES
 from hivetray.ui.role_table import COLUMNS, KEYS, RoleTableModel
 from tests.ui.conftest import PoolRig
 
@@ -55,3 +56,39 @@ def test_unchanged_snapshot_emits_nothing(qtbot: QtBot, pool_rig: PoolRig) -> No
     model.refresh()
     with qtbot.assertNotEmitted(model.dataChanged):
         model.refresh()
+
+
+#: the estimate of a worker whose model file does not exist (the fake pool's): the overhead
+ESTIMATE_MIB = RUNTIME_OVERHEAD_BYTES >> 20
+
+
+class FixedMemory:
+    """Memory figures the test chooses (the pool's probe; see hivetray.pool.memory)."""
+
+    def __init__(self, rss: int | None) -> None:
+        self.rss_bytes = rss
+
+    def available(self) -> int:
+        return 64 * 2**30
+
+    def rss(self, pid: int) -> int | None:
+        return self.rss_bytes
+
+
+def test_memory_shows_the_rss_next_to_the_estimate(qtbot: QtBot, pool_rig: PoolRig) -> None:
+    pool_rig.pool.memory = FixedMemory(212 * 2**20)
+    model = RoleTableModel(pool_rig.pool.snapshot)
+    model.refresh()
+    assert cell(model, "chat", "rss_bytes") == "—"  # no worker, no estimate yet
+    with qtbot.waitSignal(model.dataChanged) as changed:
+        pool_rig.ready_chat()  # the check before the spawn estimates it (no file: the overhead)
+        model.refresh()
+    column = KEYS.index("rss_bytes")
+    assert changed.args[0].column() <= column <= changed.args[1].column()
+    assert cell(model, "chat", "rss_bytes") == f"212 MiB (est. {ESTIMATE_MIB} MiB)"
+    assert "estimated" in str(cell(model, "chat", "rss_bytes", Qt.ItemDataRole.ToolTipRole))
+    assert "estimated" in str(model.headerData(column, Qt.Orientation.Horizontal,
+                                               Qt.ItemDataRole.ToolTipRole))
+    pool_rig.pool.memory = FixedMemory(None)  # the worker's RSS cannot be read (gone)
+    model.refresh()
+    assert cell(model, "chat", "rss_bytes") == f"est. {ESTIMATE_MIB} MiB"

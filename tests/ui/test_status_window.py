@@ -9,10 +9,12 @@ from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 
 from hivetray.pool.events import EventKind
+from hivetray.pool.memory import RUNTIME_OVERHEAD_BYTES
 from hivetray.ui.log_pane import EventLogView
 from hivetray.ui.role_table import KEYS
 from hivetray.ui.status_window import WINDOW_TITLE, StatusWindow
 from tests.ui.conftest import PoolRig
+from tests.ui.test_role_table import FixedMemory
 
 
 def make_window(qtbot: QtBot, pool_rig: PoolRig) -> StatusWindow:
@@ -99,3 +101,15 @@ def test_ten_thousand_lines_load_and_filter(qtbot: QtBot) -> None:
     assert view.text.blockCount() == 10_000
     view.role_filter.setCurrentText("embed")
     assert view.text.blockCount() == 5_000
+
+
+def test_the_memory_column_shows_the_estimate_made_before_the_start(
+        qtbot: QtBot, pool_rig: PoolRig) -> None:
+    pool_rig.pool.memory = FixedMemory(300 * 2**20)
+    window = make_window(qtbot, pool_rig)
+    window.present()
+    index = window.model.index(0, KEYS.index("rss_bytes"))
+    assert window.model.data(index) == "—"
+    pool_rig.ready_chat()  # no model file here: the estimate is the runtime overhead alone
+    window.refresh()
+    assert window.model.data(index) == f"300 MiB (est. {RUNTIME_OVERHEAD_BYTES >> 20} MiB)"

@@ -8,30 +8,49 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from hivetray.config import RoleConfig
 from hivetray.errors import InvalidModelFile, ModelLoadError
+from hivetray.models.gguf_types import GGUFInfo
 from hivetray.models.validate import check_role
 from hivetray.pool.clock import Clock
 from hivetray.pool.health import files_size, start_timeout_s
 from hivetray.pool.logtail import log_size
+from hivetray.pool.memory import Admit, MemoryEstimate, admit_always, estimate_worker_memory
 from hivetray.pool.tasks import consume_exception, in_thread, wait_shielded
 from hivetray.pool.transport import Spawner
 from hivetray.pool.worker_run import RunOwner, RunSink, WorkerRun
 from hivetray.workers.spec import WorkerSpec
 
-#: (role, model, mmproj) -> anything, or raises ModelLoadError; injected so logic tests need
-#: no model files
+T = TypeVar("T")
+#: (role, model, mmproj) -> the model's header (or anything else: then the memory estimate
+#: knows only the files' size), or raises ModelLoadError; injected so logic tests need no files
 ModelCheck = Callable[[str, str | None, str | None], object]
-#: runs a blocking function off the event loop (a thread in production, inline in unit tests)
-BlockingRunner = Callable[[Callable[[], int]], Awaitable[int]]
+
+
+class BlockingRunner(Protocol):
+    """Runs a blocking function off the event loop (a thread in production, inline in unit
+    tests) and returns its result."""
+
+    def __call__(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
+
+
+@dataclass(frozen=True)
+class CheckedFiles:
+    """What the check before a spawn learned: the bytes a load reads (for the start deadline)
+    and what the worker will need in memory (for admission)."""
+
+    model_bytes: int
+    memory: MemoryEstimate
 
 
 class Launcher:
     def __init__(self, role: str, *, spawner: Spawner, clock: Clock, log_path: Path,
                  faults: frozenset[str] = frozenset(), validate_model: ModelCheck = check_role,
-                 run_blocking: BlockingRunner = in_thread) -> None:
+                 run_blocking: BlockingRunner = in_thread, admit: Admit = admit_always) -> None:
         self.role = role
         self.spawner = spawner
         self.clock = clock
@@ -39,13 +58,31 @@ class Launcher:
         self.faults = faults
         self.validate_model = validate_model
         self.run_blocking = run_blocking
+        self.admit = admit
+        #: what the last check estimated a worker for the role's settings needs (None before
+        #: any check, and after the settings changed)
+        self.mem_estimate: int | None = None
 
-    async def check(self, config: RoleConfig) -> int:
+    async def prepare(self, config: RoleConfig, wanted: Callable[[], bool]) -> CheckedFiles:
+        """Check the files, then (if the start is still ``wanted``) pass memory admission,
+        which may stop idle roles to make room. Raises :class:`ModelLoadError` or
+        :class:`~hivetray.errors.InsufficientMemory`; the caller spawns only if still wanted."""
+        checked = await self.check(config)
+        if wanted():
+            self.mem_estimate = checked.memory.total
+            await self.admit(self.role, checked.memory.total)
+        return checked
+
+    async def check(self, config: RoleConfig) -> CheckedFiles:
         """Check the role's files in a thread (a slow or huge header never stalls the loop);
-        return the bytes a load will read. Any failure is a :class:`ModelLoadError`."""
-        def check() -> int:
-            self.validate_model(self.role, config.model, config.mmproj)
-            return files_size(config.model, config.mmproj)
+        return their size and the worker's memory estimate, computed there from the header the
+        check read. Any failure is a :class:`ModelLoadError`."""
+        def check() -> CheckedFiles:
+            info = self.validate_model(self.role, config.model, config.mmproj)
+            size = files_size(config.model, config.mmproj)
+            header = info if isinstance(info, GGUFInfo) else None
+            return CheckedFiles(size, estimate_worker_memory(self.role, header, config.n_ctx,
+                                                             size))
 
         try:
             return await self.run_blocking(check)

@@ -14,8 +14,6 @@ import os
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import psutil
-
 from hivetray import ROLES
 from hivetray.config import Config
 from hivetray.errors import InvalidRequest
@@ -24,6 +22,14 @@ from hivetray.paths import AppPaths
 from hivetray.pool.clock import Clock, MonotonicClock
 from hivetray.pool.events import Event, EventKind, EventLog
 from hivetray.pool.launch import BlockingRunner, ModelCheck
+from hivetray.pool.memory import (
+    Candidate,
+    MemoryProbe,
+    SystemMemory,
+    measure,
+    plan_admission,
+    refusal,
+)
 from hivetray.pool.registry import NoRegistry, WorkerRegistry
 from hivetray.pool.role import RoleSupervisor
 from hivetray.pool.states import RoleState
@@ -49,7 +55,8 @@ class WorkerPool:
                  clock: Clock | None = None, tick_s: float = 0.25,
                  faults: frozenset[str] = frozenset(),
                  validate_model: ModelCheck = check_role,
-                 run_blocking: BlockingRunner = in_thread, private: bool = False) -> None:
+                 run_blocking: BlockingRunner = in_thread, private: bool = False,
+                 memory: MemoryProbe | None = None) -> None:
         self.config = config
         self.paths = paths
         self.private = private
@@ -57,6 +64,12 @@ class WorkerPool:
         self.events = EventLog()
         self.tasks = TaskSet(self._task_failed)
         self.tick_s = tick_s
+        self.run_blocking = run_blocking
+        #: memory available now (asked before each spawn) and the workers' RSS (status too)
+        self.memory: MemoryProbe = memory or SystemMemory()
+        #: role → the start attempt admission let through, so memory promised to a worker that
+        #: is still loading is not promised again to another role
+        self._admitted: dict[str, int] = {}
         self.record = WorkerRecord(paths.workers_record)
         registry: WorkerRegistry = NoRegistry() if private else self.record
         self.roles: dict[str, RoleSupervisor] = {
@@ -64,7 +77,8 @@ class WorkerPool:
                 name, config.role(name), config.pool, spawner=spawner or process_spawner,
                 clock=self.clock, events=self.events, log_path=paths.worker_log(name),
                 registry=registry, faults=faults, validate_model=validate_model,
-                run_blocking=run_blocking, tasks=self.tasks, eager=not private)
+                run_blocking=run_blocking, tasks=self.tasks, eager=not private,
+                admit=self._admit)
             for name in ROLES
         }
         self._ticker: asyncio.Task[None] | None = None
@@ -113,6 +127,37 @@ class WorkerPool:
 
     async def ensure_started(self, role: str) -> None:
         await self.role(role).ensure_ready()
+
+    # -- memory admission (hivetray.pool.memory decides; this gathers facts and acts) --------
+    async def _admit(self, name: str, needed: int) -> None:
+        """Let role ``name``'s worker (needing ``needed`` bytes) be spawned: return at once if
+        it fits, or after stopping idle roles to make room; raise InsufficientMemory if not.
+
+        The probe and the RSS reads run off the loop; the plan is made after them on the loop,
+        from the roles' state at that moment, and its stops are asked in the same step, so a
+        role that became busy meanwhile is never stopped."""
+        others = [role for role in self.roles.values() if role.name != name]
+        try:
+            available, rss = await self.run_blocking(lambda: measure(
+                self.memory, [r.pid for r in others if r.pid is not None]))
+        except Exception as exc:  # a probe that fails must not keep every role from starting
+            self.events.emit(Event(EventKind.TASK_FAILED, name, f"{name}: the memory check "
+                                   f"failed ({exc}); starting without it", level="warning"))
+            return
+        live = {r.name: rss.get(r.pid, 0) for r in others if r.pid is not None}
+        candidates = [Candidate(r.name, live[r.name], r.last_used, r.config.pinned,
+                                idle=r.state is RoleState.READY and not r.in_flight)
+                      for r in others if r.name in live]
+        reserved = sum(max(0, (r.launcher.mem_estimate or 0) - live.get(r.name, 0))
+                       for r in others if r.state is RoleState.STARTING
+                       and self._admitted.get(r.name) == r.start_gate.attempt)
+        plan = plan_admission(needed, available, candidates, reserved=reserved)
+        if not plan.fits:
+            raise refusal(name, plan, live, self.roles[name].config.n_ctx)
+        self._admitted[name] = self.roles[name].start_gate.attempt
+        stops = [task for other in plan.stop
+                 if (task := self.roles[other].stop(f"making room for {name}")) is not None]
+        await asyncio.gather(*map(wait_shielded, stops))
 
     # -- ticker -------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -193,19 +238,11 @@ class WorkerPool:
             role=role.name, state=role.state, pid=role.pid, model=role.config.model,
             in_flight=len(role.in_flight), crashes_in_window=role.breaker.crashes_in_window(),
             retry_in_s=round(retry_in, 1) if retry_in is not None else None,
-            last_error=role.last_error, rss_bytes=_rss(role.pid),
+            last_error=role.last_error,
+            rss_bytes=self.memory.rss(role.pid) if role.pid is not None else None,
             requests=role.usage.requests, tokens_per_s=role.usage.tokens_per_s,
             prompt_tokens=role.usage.prompt_tokens,
             completion_tokens=role.usage.completion_tokens, load_s=role.usage.load_s,
             uptime_s=round(now - role.started_at, 1) if role.started_at is not None else None,
-            pinned=role.config.pinned,
+            pinned=role.config.pinned, mem_estimate_bytes=role.launcher.mem_estimate,
             sampling=role.config.sampling if role.name in SAMPLED_ROLES else None)
-
-
-def _rss(pid: int | None) -> int | None:
-    if pid is None:
-        return None
-    try:
-        return int(psutil.Process(pid).memory_info().rss)
-    except psutil.Error:
-        return None

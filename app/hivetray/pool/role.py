@@ -18,7 +18,6 @@ from hivetray.config import PoolConfig, RoleConfig
 from hivetray.errors import (
     CircuitOpen,
     HivetrayError,
-    ModelLoadError,
     PoolClosed,
     RequestCancelled,
     RoleInError,
@@ -34,6 +33,7 @@ from hivetray.pool.events import Event, EventKind, EventLog
 from hivetray.pool.exits import crash_error, crash_while_loading_counts, load_death_message
 from hivetray.pool.health import HealthMonitor, Stuck
 from hivetray.pool.launch import BlockingRunner, Launcher, ModelCheck, StartGate
+from hivetray.pool.memory import Admit, admit_always
 from hivetray.pool.registry import NoRegistry, WorkerRegistry
 from hivetray.pool.requests import InFlight, Usage
 from hivetray.pool.retire import Retirement
@@ -59,7 +59,7 @@ class RoleSupervisor:
                  registry: WorkerRegistry | None = None, faults: frozenset[str] = frozenset(),
                  validate_model: ModelCheck = check_role,
                  run_blocking: BlockingRunner = in_thread, tasks: TaskSet | None = None,
-                 eager: bool = True) -> None:
+                 eager: bool = True, admit: Admit = admit_always) -> None:
         self.name = name
         self.config = config
         self.clock = clock
@@ -68,7 +68,7 @@ class RoleSupervisor:
         self.registry: WorkerRegistry = registry or NoRegistry()
         self.launcher = Launcher(name, spawner=spawner, clock=clock, log_path=log_path,
                                  faults=faults, validate_model=validate_model,
-                                 run_blocking=run_blocking)
+                                 run_blocking=run_blocking, admit=admit)
         self.tasks = tasks or TaskSet(self._task_failed)
         #: pinned roles start at launch and after a crash; off in private pools
         self.eager = eager
@@ -150,19 +150,21 @@ class RoleSupervisor:
         self.tasks.spawn(self._check_then_spawn(attempt, self.config), f"start-{self.name}")
 
     async def _check_then_spawn(self, attempt: int, config: RoleConfig) -> None:
-        """A missing, truncated or hostile file is reported without spawning; a stop (or a
-        newer start) that came during the check wins."""
+        """A bad file, or a worker the memory cannot hold, is reported without spawning; a stop
+        (or a newer start) that came during the check or the memory admission wins."""
+        def current() -> bool:
+            return self.state is S.STARTING and attempt == self.start_gate.attempt
         try:
-            model_bytes = await self.launcher.check(config)
-        except ModelLoadError as exc:
-            if self.state is S.STARTING and attempt == self.start_gate.attempt:
+            checked = await self.launcher.prepare(config, current)
+        except HivetrayError as exc:  # a ModelLoadError, or InsufficientMemory
+            if current():
                 self._emit(EventKind.LOAD_ERROR, f"{self.name}: {exc}", level="error")
                 self._fail_start(str(exc), exc)
             return
-        if self.state is not S.STARTING or attempt != self.start_gate.attempt:
+        if not current():
             return
         try:
-            self.launcher.spawn(config, model_bytes, self)
+            self.launcher.spawn(config, checked.model_bytes, self)
         except Exception as exc:  # e.g. fork failure, out of file descriptors
             self._emit(EventKind.CRASH, f"{self.name}: spawning the worker failed: {exc}",
                        {"traceback": traceback.format_exc()}, level="error")
@@ -248,15 +250,10 @@ class RoleSupervisor:
             run.exited.set_result(exitcode)
         if run.pid is not None:
             self.registry.remove(run.pid)
-        if self.state is S.STOPPING:
-            self._on_requested_exit()
+        if self.state is S.STOPPING:  # asked for, not a crash: the stop task sets the state
+            self.in_flight.fail_all(RequestCancelled(f"the {self.name} worker was stopped"))
         else:
             self._on_crash(run, exitcode)
-
-    def _on_requested_exit(self) -> None:
-        """A stop someone asked for (user, idle reaper, settings, quit): not a crash; the stop
-        task sets the state once the process is reaped."""
-        self.in_flight.fail_all(RequestCancelled(f"the {self.name} worker was stopped"))
 
     def on_retired_exit(self, run: WorkerRun, exitcode: int | None) -> None:
         """A worker this role had already replaced (or stopped aside) is gone."""
@@ -411,7 +408,7 @@ class RoleSupervisor:
         self._emit(EventKind.CONFIG, f"{self.name}: settings changed; the worker is restarted "
                    "with the new model" if config.configured else f"{self.name}: model removed")
         self.breaker.reset()
-        self.last_error = None
+        self.last_error = self.launcher.mem_estimate = None
         task = self.stop("settings changed")
         return self.tasks.spawn(self._settle_after_config(task), f"reconfigure-{self.name}")
 

@@ -33,10 +33,6 @@ def model_name(path: str | None) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-def megabytes(value: int | None) -> str:
-    return f"{value / 2**20:.0f} MiB" if value else "—"
-
-
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"

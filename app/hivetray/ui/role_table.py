@@ -12,13 +12,13 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from hivetray.pool.memory import memory_text
 from hivetray.pool.states import RoleState
 from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.ui.formatting import (
     STATE_COLOURS,
     STATE_LABELS,
     duration,
-    megabytes,
     model_name,
 )
 
@@ -41,13 +41,22 @@ def _state(value: Any) -> str:
     return STATE_LABELS[RoleState(value)]
 
 
-#: (header, RoleStatus field, formatter)
+def _memory(row: RoleStatus) -> str:
+    return memory_text(row.rss_bytes, row.mem_estimate_bytes)
+
+
+MEMORY_TIP = ("Resident memory of the worker now; est.: what it was estimated to need before "
+              "it started (model files + KV cache for n_ctx + buffers), checked against the "
+              "memory available")
+
+#: (header, RoleStatus field, formatter of the field's value — or of the whole row for the
+#: fields in WHOLE_ROW, whose cell shows more than one field)
 COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("Role", "role", str),
     ("State", "state", _state),
     ("Model", "model", model_name),
     ("PID", "pid", lambda p: str(p) if p else "—"),
-    ("Memory", "rss_bytes", megabytes),
+    ("Memory", "rss_bytes", _memory),
     ("Uptime", "uptime_s", duration),
     ("In flight", "in_flight", str),
     ("Crashes (window)", "crashes_in_window", str),
@@ -57,6 +66,9 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
 ]
 KEYS = [key for _h, key, _f in COLUMNS]
 STATE_COLUMN = KEYS.index("state")
+MEMORY_COLUMN = KEYS.index("rss_bytes")
+#: the measured RSS is shown next to the estimate
+WHOLE_ROW = frozenset({"rss_bytes"})
 
 
 class RoleTableModel(QAbstractTableModel):
@@ -78,6 +90,8 @@ class RoleTableModel(QAbstractTableModel):
                        if getattr(before, key) != getattr(after, key)]
             if before.last_error != after.last_error:
                 changed.append(STATE_COLUMN)
+            if before.mem_estimate_bytes != after.mem_estimate_bytes:
+                changed.append(MEMORY_COLUMN)
             if changed:
                 self.dataChanged.emit(self.index(r, min(changed)), self.index(r, max(changed)))
 
@@ -92,8 +106,12 @@ class RoleTableModel(QAbstractTableModel):
 
     def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section][0]
+        if role == Qt.ItemDataRole.ToolTipRole and section == MEMORY_COLUMN:
+            return MEMORY_TIP
         return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -103,7 +121,7 @@ class RoleTableModel(QAbstractTableModel):
         _header, key, fmt = COLUMNS[index.column()]
         value = getattr(row, key)
         if role == Qt.ItemDataRole.DisplayRole:
-            return fmt(value)
+            return fmt(row if key in WHOLE_ROW else value)
         if role == Qt.ItemDataRole.UserRole:
             return value
         if role == Qt.ItemDataRole.ForegroundRole and key == "state" and value in STATE_COLOURS:
@@ -113,6 +131,8 @@ class RoleTableModel(QAbstractTableModel):
                 return row.last_error
             if key == "model" and value:
                 return str(value)
+            if key == "rss_bytes":
+                return MEMORY_TIP
         if role == Qt.ItemDataRole.TextAlignmentRole and key not in ("role", "state", "model"):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
