@@ -299,3 +299,17 @@ def test_a_history_left_readable_by_an_older_version_is_made_private(tmp_path: P
     history.add_message(conversation, "user", "more")
     assert _mode(Path(str(path) + "-wal")) == 0o600
     history.close()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_history_in_a_shared_sticky_folder_leaves_the_folder_alone(tmp_path: Path) -> None:
+    """A history opened right in /tmp must not close /tmp to everyone else (it did once)."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    path = shared / "history.sqlite3"
+    history = History(path)
+    history.add_message(history.new_conversation(), "user", "words")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert _mode(path) == 0o600  # the file itself is still private
+    history.close()

@@ -356,11 +356,16 @@ def _advice(exc: BaseException, path: Path) -> str:
 
 
 def _remove_others_access(path: Path) -> None:
-    """Drop group/other permissions that a umask (or an older version) left on ``path``."""
+    """Drop group/other permissions that a umask (or an older version) left on ``path``.
+
+    A sticky folder is a shared one (``/tmp``, a history opened there by hand): closing it
+    would break every other user and program on the machine, so it is left as it is."""
     if os.name != "posix":
         return
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & stat.S_ISVTX:
+            return
         if mode & 0o077:
             os.chmod(path, mode & 0o700)
     except FileNotFoundError:
