@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
@@ -113,3 +114,19 @@ def test_the_memory_column_shows_the_estimate_made_before_the_start(
     pool_rig.ready_chat()  # no model file here: the estimate is the runtime overhead alone
     window.refresh()
     assert window.model.data(index) == f"300 MiB (est. {RUNTIME_OVERHEAD_BYTES >> 20} MiB)"
+
+
+def test_the_detail_line_shows_the_sampling_defaults_and_escapes_errors(
+        qtbot: QtBot, pool_rig: PoolRig) -> None:
+    window = make_window(qtbot, pool_rig)
+    window.present()
+    chat = pool_rig.pool.role("chat")
+    chat.reconfigure(replace(chat.config, temperature=0.0, seed=5))
+    chat.last_error = "bad <tensor> in /m/x.gguf"
+    window.refresh()
+    text = window.detail.text()
+    assert "Sampling: greedy (temperature 0)" in text and "seed 5" in text
+    assert "&lt;tensor&gt;" in text and "<tensor>" not in text
+    window.table.selectRow(2)  # embed: not sampled
+    window.refresh()
+    assert "Sampling" not in window.detail.text()

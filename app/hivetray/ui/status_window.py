@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,11 +21,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hivetray.pool.status import PoolStatus
+from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.ui.log_pane import LogPane
 from hivetray.ui.role_table import KEYS, RoleTableModel
 
 WINDOW_TITLE = "Hivetray — Status"
+
+
+def detail_html(row: RoleStatus) -> str:
+    """The selected role's last error, its built-in model and sampling defaults, as rich text
+    (escaped: an error quotes file names and llama.cpp's words, which may hold ``<``)."""
+    lines = [f"<b>{row.role}</b>: {html.escape(row.last_error or 'no errors')}"]
+    if row.model_label:
+        lines.append(html.escape(row.model_label))
+    if row.sampling is not None:
+        lines.append(f"Sampling: {html.escape(row.sampling.describe())}")
+    return "<br>".join(lines).replace("\n", "<br>")
 
 
 class StatusWindow(QMainWindow):
@@ -100,9 +112,8 @@ class StatusWindow(QMainWindow):
         if not rows:
             self.detail.setText("")
             return
+        self.detail.setText(detail_html(self.model.row_data(rows[0].row())))
         row = self.model.row_data(rows[0].row())
-        self.detail.setText(f"<b>{row.role}</b>: {row.last_error or 'no errors'}"
-                            .replace("\n", "<br>"))
         self.buttons["Retry"].setEnabled(row.can_retry)
         self.buttons["Stop"].setEnabled(row.can_stop)
         self.buttons["Restart"].setEnabled(row.configured)
