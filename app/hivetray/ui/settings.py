@@ -282,8 +282,9 @@ class SettingsDialog(QDialog):
                                    restart_window_s=self.restart_window.value(),
                                    cooldown_s=self.cooldown.value())
         hotkey = self.hotkey.keySequence().toString() or self.config.hotkeys.quick_chat
-        return Config(roles=roles, pool=pool,
-                      hotkeys=replace(self.config.hotkeys, quick_chat=hotkey))
+        # replace(), not Config(...): sections this dialog does not edit are kept as they are
+        return replace(self.config, roles=roles, pool=pool,
+                       hotkeys=replace(self.config.hotkeys, quick_chat=hotkey))
 
     def save(self) -> None:
         problems = [p for tab in self.role_tabs.values() for p in tab.problems()]
