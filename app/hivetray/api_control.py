@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from hivetray.config import ApiConfig
 from hivetray.errors import first_line
+from hivetray.lean_imports import without_openssl
 from hivetray.paths import AppPaths
 from hivetray.pool.events import Event, EventKind, EventLog
 
@@ -111,8 +112,9 @@ class ApiSwitch:
             await self._start(wanted)
 
     async def _start(self, config: ApiConfig) -> None:
-        from hivetray.api.keys import ApiKey
-        from hivetray.api.server import ApiServer, ServerSettings
+        with without_openssl():  # the tray has kept OpenSSL out so far: the API needs none
+            from hivetray.api.keys import ApiKey
+            from hivetray.api.server import ApiServer, ServerSettings
 
         key = ApiKey(self.paths.api_key_file)
         try:

@@ -25,9 +25,12 @@ pytestmark = pytest.mark.real
 #: run an app's real entry point; once its instance has started, print which API modules
 #: are loaded and what GET /health answers (asked on the app's own loop), then quit
 PROBE = """
-import asyncio, json, sys
+import json, sys
+from hivetray.lean_imports import without_openssl
 from hivetray.paths import app_paths
-import hivetray.instance as instance_module
+with without_openssl():  # as the tray app imports it (app.py): the probe must not load it
+    import asyncio
+    import hivetray.instance as instance_module
 
 started = instance_module.Instance.start
 
@@ -46,7 +49,8 @@ async def start(self):
                      or m == "hivetray.api")
     answer = await health(self.api.url) if self.api.url else None
     print("PROBE " + json.dumps({"modules": modules, "health": answer,
-                                 "line": self.api.line()}), flush=True)
+                                 "line": self.api.line(),
+                                 "openssl": sys.modules.get("_ssl") is not None}), flush=True)
     asyncio.get_running_loop().call_soon(self.request_quit)
 
 instance_module.Instance.start = start
@@ -73,7 +77,9 @@ def test_with_the_api_off_neither_the_api_nor_aiohttp_is_loaded(
         app: str, write_config: Any, tiny_models: dict[str, Path]) -> None:
     write_config(make_config(tiny_models["chat"]))
     found = probe(app)
-    assert found == {"modules": [], "health": None, "line": "HTTP API: off"}
+    assert (found["modules"], found["health"], found["line"]) == ([], None, "HTTP API: off")
+    if app == "tray":
+        assert not found["openssl"]
 
 
 @pytest.mark.parametrize("app", ["tray", "daemon"])
@@ -84,6 +90,8 @@ def test_with_the_api_on_it_answers_on_the_apps_own_loop(
     assert "hivetray.api.server" in found["modules"] and "aiohttp" in found["modules"]
     assert found["health"] == "HTTP/1.0 200 OK"
     assert found["line"].startswith("HTTP API: http://127.0.0.1:")
+    if app == "tray":  # the API needs no TLS: the tray still keeps OpenSSL out
+        assert not found["openssl"]
 
 
 def test_a_taken_port_is_one_line_and_the_daemon_runs_on(
