@@ -11,8 +11,9 @@ threads, context and greedy sampling:
   ``llama_server`` (its ``/v1/chat/completions`` SSE). Per run: ``ttft_ms`` (request sent →
   first text), ``decode_tps`` ((tokens - 1) / (last text - first text)), ``e2e_tps``;
   on the tiny generated model and, when the ``demo`` extra is installed, SmolLM2 135M;
-- embeddings per second for one batch of 64 short texts: ``POST /v1/embeddings`` to Hivetray
-  vs llama-server ``--embeddings`` (tiny generated embedding model);
+- embeddings per second for one batch of 64 short texts: ``POST /v1/embeddings`` to Hivetray,
+  the same batch over the socket, and llama-server ``--embeddings`` (tiny generated embedding
+  model);
 - the idle tray's memory with the API off and on (``python -m hivetray`` on Xvfb + trayer, RSS
   and USS 3 s after the icon docked, as ``tray_start.py`` measures it; skipped without X tools).
 
@@ -255,6 +256,16 @@ def embed_run(port: int, key: str | None) -> float:
     return len(TEXTS) / (time.perf_counter() - started)
 
 
+def socket_embed_run(socket_path: Path) -> float:
+    """The same batch over the instance socket (``hivetray embed``'s way), from this process."""
+    from hivetray import ipc
+
+    started = time.perf_counter()
+    result = asyncio.run(ipc.call(socket_path, "embed", texts=TEXTS))
+    assert len(result["embeddings"]) == len(TEXTS)
+    return len(TEXTS) / (time.perf_counter() - started)
+
+
 def bench_embeddings(args: Any) -> dict[str, Any]:
     from hivetray.config import RoleConfig, save_config
     from hivetray.devtools.tinymodels import write_embed_model
@@ -267,7 +278,10 @@ def bench_embeddings(args: Any) -> dict[str, Any]:
                                                      n_threads=args.threads)}
         save_config(home.paths().config_file, replace(config, roles=roles))
         port, key = stack.enter_context(hivetray_daemon(home))
-        variants: dict[str, Callable[[], float]] = {"api": lambda: embed_run(port, key)}
+        socket_path = home.paths().socket_path
+        variants: dict[str, Callable[[], float]] = {
+            "api": lambda: embed_run(port, key),
+            "socket": lambda: socket_embed_run(socket_path)}
         if args.llama_server.is_file():
             server = stack.enter_context(llama_server(args.llama_server, model, 256,
                                                       args.threads, "--embeddings"))
