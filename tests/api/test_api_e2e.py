@@ -336,3 +336,29 @@ def test_stop_strings_end_the_reply(api: ApiDaemon) -> None:
     cut = oai.chat.completions.create(**ask, stop=[stop]).choices[0]
     assert cut.finish_reason == "stop"
     assert cut.message.content == full[:full.index(stop)]
+
+
+def test_no_request_text_reaches_any_file_under_the_home(api: ApiDaemon, home: AppPaths
+                                                         ) -> None:
+    """Prompts, images' neighbours, texts, queries and documents sent over HTTP — including in
+    refused requests — appear in no log, event or other file Hivetray writes."""
+    secrets = {"chat": "zebra-quartz-7341", "vision": "walrus-onyx-9027",
+               "embed": "heron-basalt-5520", "query": "otter-jade-1184",
+               "doc": "lynx-pumice-3071", "refused": "ibis-slate-6402"}
+    oai = client(api)
+    oai.chat.completions.create(model="chat", max_tokens=3, stream=True, messages=[
+        {"role": "user", "content": f"tell me about {secrets['chat']}"}]).close()
+    oai.chat.completions.create(model="vision", max_tokens=3, messages=[{
+        "role": "user", "content": [{"type": "text", "text": secrets["vision"]},
+                                    {"type": "image_url", "image_url": {"url": png_data_url()}}]}])
+    oai.embeddings.create(model="embed", input=[secrets["embed"]])
+    api.json("POST", "/v1/rerank", {"query": secrets["query"], "documents": [secrets["doc"]]})
+    api.json("POST", "/v1/chat/completions", {"temperature": 99, "messages": [
+        {"role": "user", "content": secrets["refused"]}]})
+    api.json("POST", "/v1/chat/completions", raw=f'{{"messages": "{secrets["refused"]}'.encode())
+    events = cli("events", "--limit", "500").stdout
+    for secret in secrets.values():
+        assert secret not in events
+        for path in Path(os.environ["HIVETRAY_HOME"]).rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), f"{secret} found in {path}"
