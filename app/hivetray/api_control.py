@@ -85,6 +85,8 @@ class ApiSwitch:
         self._server: ApiServer | None = None
         self._serving: ApiConfig | None = None
         self._lock = asyncio.Lock()  # one apply at a time: two quick saves must not race
+        #: stopped for good (quit): a reload still queued must not start it again
+        self._closed = False
 
     def line(self) -> str:
         """One line for the tray menu."""
@@ -99,7 +101,7 @@ class ApiSwitch:
         or leave it."""
         wanted = self.override.applied(config)
         async with self._lock:
-            if self._server is not None and wanted == self._serving:
+            if self._closed or (self._server is not None and wanted == self._serving):
                 return
             await self._stop()
             if not wanted.enabled:
@@ -139,8 +141,10 @@ class ApiSwitch:
                                {"url": self.url}))
 
     async def stop(self) -> None:
-        """Stop serving (quit, close); in-flight requests are cancelled in their workers."""
+        """Stop serving for good (quit, close); in-flight requests are cancelled in their
+        workers, and a config reload still queued does not start it again."""
         async with self._lock:
+            self._closed = True
             await self._stop()
             self._set(ApiState.OFF)
 

@@ -130,3 +130,11 @@ def test_the_api_package_is_not_imported_by_the_switch(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.asyncio
+async def test_a_reload_queued_behind_quit_does_not_start_it_again(switch: ApiSwitch) -> None:
+    await switch.apply(on())
+    await switch.stop()  # quit
+    await switch.apply(on())  # a Settings save that was still queued
+    assert switch.state is ApiState.OFF and switch.url is None

@@ -231,3 +231,10 @@ def test_the_model_list_has_each_configured_role_and_its_state() -> None:
     assert rows["rerank"]["state"] == "cooling_down" and rows["rerank"]["retry_in_s"] == 12.0
     assert rows["chat"]["file"] == "SmolLM2-135M.Q4_1.gguf" and rows["chat"]["created"] == 123
     assert rows["vision"]["endpoint"] == "/v1/chat/completions"
+
+
+def test_a_role_name_wins_over_a_model_file_of_the_same_name() -> None:
+    roles = (RoleStatus("chat", RoleState.READY, model="/m/vision.gguf"),
+             RoleStatus("vision", RoleState.READY, model="/m/llava.gguf"))
+    assert pick_role("vision", roles, ("chat", "vision")) == "vision"
+    assert pick_role("vision.gguf", roles, ("chat", "vision")) == "chat"

@@ -19,6 +19,7 @@ from PIL import Image
 
 from hivetray.api.keys import ApiKey
 from hivetray.api.server import ApiServer, ServerSettings
+from hivetray.errors import WorkerCrashed
 from tests.api.fakes import FakeInstance
 from tests.helpers.waiting import until
 
@@ -184,3 +185,29 @@ async def test_images_ask_for_the_vision_role(serve: Any) -> None:
         assert (await response.json())["model"] == "vision"
     _params, images, role = api.instance.calls[0]
     assert role == "vision" and images is not None and images[0].data == out.getvalue()
+
+
+@pytest.mark.asyncio
+async def test_errors_after_the_first_chunk_end_the_stream_with_an_error_event(
+        serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    api = await serve()
+    failures: list[BaseException] = [WorkerCrashed("chat", -9, "/logs/worker-chat.log", "tail"),
+                                     KeyError("a bug")]
+
+    async def failing(params: dict[str, Any], images: Any = None, *,
+                      role: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        yield {"text": "Hel"}
+        raise failures.pop(0)
+
+    api.instance.chat = failing  # type: ignore[method-assign]
+    for code in ("worker_crashed", "internal_error"):
+        async with aiohttp.ClientSession() as http, http.post(
+                api.url + "/v1/chat/completions", headers=api.auth(), json=CHAT) as response:
+            assert response.status == 200  # the headers had left with the first chunk
+            events = (await response.read()).decode().split("\n\n")
+        last = json.loads(events[-2][len("data: "):])
+        assert last["error"]["code"] == code and "[DONE]" not in events[-2]
+    assert "a bug" not in last["error"]["message"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "internal error in POST /v1/chat/completions"]
+    caplog.clear()  # the expected error

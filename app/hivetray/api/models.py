@@ -43,9 +43,8 @@ def pick_role(model: Any, roles: Sequence[RoleStatus], served: Sequence[str]) ->
         return served[0]
     if not isinstance(model, str):
         raise BadField("model", "'model' must be a string: a role name or a model file name")
-    by_name: dict[str, str] = {}
+    by_name = {status.role: status.role for status in roles}  # role names win over files
     for status in roles:
-        by_name.setdefault(status.role, status.role)
         for name in file_names(status.model):
             by_name.setdefault(name, status.role)
     role = by_name.get(model)

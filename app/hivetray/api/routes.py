@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol
@@ -34,6 +35,8 @@ from hivetray.errors import HivetrayError, InternalError
 from hivetray.images import ChatImage
 from hivetray.ipc import MAX_REQUEST_DEPTH, deeper_than
 from hivetray.pool.status import PoolStatus
+
+log = logging.getLogger(__name__)
 
 
 class ApiInstance(Protocol):
@@ -155,3 +158,7 @@ class Routes:
                 return await events.fail(error_reply(exc).body)
             except ConnectionResetError:  # the client left while we wrote: nobody to tell
                 return events.response
+            except Exception as exc:  # a bug, after the headers: logged, then an error event
+                log.error("internal error in %s %s", request.method, request.path,
+                          exc_info=exc)
+                return await events.fail(error_reply(exc).body)
