@@ -27,6 +27,7 @@ BENCHES: dict[str, tuple[str, float]] = {  # name → (script, timeout in second
     "hotkey_show": ("hotkey_show.py", 180),
     "tray_start": ("tray_start.py", 180),
     "loop_lag": ("loop_lag.py", 180),
+    "api_stream": ("api_stream.py", 420),
 }
 
 

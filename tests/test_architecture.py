@@ -89,12 +89,25 @@ def test_there_is_no_import_cycle() -> None:
     ("hivetray.instance", ("PySide6", "hivetray.ui", "hivetray.desktop")),
     ("hivetray.commands", ("PySide6", "hivetray.ui", "hivetray.instance")),
     ("hivetray.ui", ("hivetray.instance", "hivetray.commands", "hivetray.ipc", "llama_cpp")),
+    # the HTTP API is an adapter over the instance's methods (through a Protocol), like the
+    # socket's: it never reaches into the app that holds it
+    ("hivetray.api", ("PySide6", "hivetray.ui", "hivetray.instance", "hivetray.desktop",
+                      "hivetray.app", "hivetray.cli", "hivetray.daemon", "llama_cpp")),
 ])
 def test_dependencies_point_one_way(layer: str, forbidden: tuple[str, ...]) -> None:
     wrong = [f"{name} imports {target}"
              for name, path in modules().items() if name == layer or name.startswith(layer + ".")
              for target in imports_of(path)
              if any(target == f or target.startswith(f + ".") for f in forbidden)]
+    assert wrong == []
+
+
+def test_aiohttp_is_imported_only_inside_the_api_package() -> None:
+    """An idle tray with the API off must not load it: only ``hivetray.api`` may import it,
+    and only ``hivetray.api_control`` (on demand) and the CLI's ``api key`` import that."""
+    wrong = [f"{name} imports {target}" for name, path in modules().items()
+             if not (name == "hivetray.api" or name.startswith("hivetray.api."))
+             for target in imports_of(path) if target.split(".")[0] == "aiohttp"]
     assert wrong == []
 
 

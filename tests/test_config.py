@@ -12,6 +12,8 @@ import pytest
 
 from hivetray import config as config_module
 from hivetray.config import (
+    DEFAULT_API_PORT,
+    ApiConfig,
     Config,
     PoolConfig,
     RoleConfig,
@@ -297,3 +299,67 @@ def test_a_malformed_symlinked_config_is_kept_beside_its_target(tmp_path: Path) 
     assert result.backup.read_text() == "oops = = 1\n"
     save_config(link, default_config())  # settings saved again go where the user keeps them
     assert link.is_symlink() and load_config(link).config == default_config()
+
+
+# -- [api] --------------------------------------------------------------------------------------
+def test_the_api_is_off_by_default_on_loopback_with_a_key_and_no_cors(tmp_path: Path) -> None:
+    api = load_config(tmp_path / "config.toml").config.api
+    assert api == ApiConfig()
+    assert (api.enabled, api.host, api.cors_origins, api.allow_remote, api.require_key) == (
+        False, "127.0.0.1", (), False, True)
+    assert api.loopback
+    # clear of the peers' defaults, so Hivetray runs beside any of them
+    assert api.port == DEFAULT_API_PORT and api.port not in (11434, 1234, 8080)
+
+
+def test_api_keys_are_read_and_written_back(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[api]\nenabled = true\nhost = "::1"\nport = 9000\n'
+                    'cors_origins = ["http://localhost:3000/", "https://app.example"]\n'
+                    "allow_remote = false\nrequire_key = false\n")
+    result = load_config(path)
+    assert result.warnings == []
+    api = result.config.api
+    assert api == ApiConfig(enabled=True, host="::1", port=9000, require_key=False,
+                            cors_origins=("http://localhost:3000", "https://app.example"))
+    assert api.loopback
+    save_config(path, result.config)
+    assert load_config(path).config == result.config
+    written = tomllib.loads(path.read_text())["api"]
+    assert written["cors_origins"] == ["http://localhost:3000", "https://app.example"]
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("port = 70000", "api.port"),
+    ("port = -1", "api.port"),
+    ('port = "8000"', "api.port"),
+    ('host = ""', "api.host"),
+    ("enabled = 1", "api.enabled"),
+    ('cors_origins = "http://localhost:3000"', "api.cors_origins"),
+    ('cors_origins = ["localhost:3000"]', "api.cors_origins"),
+    ("cors_origins = [3000]", "api.cors_origins"),
+])
+def test_a_bad_api_value_is_reported_by_key_and_defaulted(tmp_path: Path, line: str,
+                                                         key: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[api]\n{line}\n")
+    result = load_config(path)
+    assert len(result.warnings) == 1 and key in result.warnings[0]
+    assert "default" in result.warnings[0]
+    assert result.config.api == ApiConfig()
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("localhost", True), ("::1", True),
+    ("[::1]", True), ("0.0.0.0", False), ("::", False), ("192.168.1.5", False),
+    ("myhost.lan", False),
+])
+def test_which_hosts_are_loopback(host: str, loopback: bool) -> None:
+    assert ApiConfig(host=host).loopback is loopback
+
+
+def test_saving_settings_keeps_the_api_section(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    config = replace(default_config(), api=ApiConfig(enabled=True, port=12000))
+    save_config(path, config)
+    assert load_config(path).config.api == ApiConfig(enabled=True, port=12000)

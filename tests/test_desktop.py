@@ -20,6 +20,7 @@ from hivetray.models import builtin
 from hivetray.paths import AppPaths
 from tests.conftest import make_config
 from tests.helpers.builtin_dist import write_fake_builtin
+from tests.helpers.waiting import until
 
 
 @pytest.fixture
@@ -64,3 +65,33 @@ def test_the_demo_line_leads_to_the_chat_download_and_goes_when_a_model_is_set(
     asyncio.get_event_loop().run_until_complete(finish())
     assert desktop.instance.role_status("chat").model == str(tiny_models["chat"])
     assert not window.demo_box.isVisibleTo(window)
+
+
+def test_saving_the_api_tab_starts_the_api_and_the_tray_shows_it(
+        qtbot: QtBot, qapp: QApplication, desktop: DesktopApp, home: AppPaths) -> None:
+    loop = asyncio.get_event_loop()
+    loop.run_until_complete(desktop.instance.start())
+    desktop.tray.rebuild_menu()
+    assert "HTTP API: off" in [a.text() for a in desktop.tray.menu.actions()]
+    desktop.show_settings()
+    dialog = desktop.settings_dialog
+    assert dialog is not None
+    dialog.api_tab.enabled.setChecked(True)
+    dialog.api_tab.port.setValue(0)
+
+    async def save_and_wait() -> None:  # a click's work runs on the app's loop
+        dialog.save()
+        await until(lambda: desktop.instance.api.url, 5.0, what="the API listening")
+
+    # as in the app (app.py): closing Settings, the only window, must not end the loop
+    qapp.setQuitOnLastWindowClosed(False)
+    try:
+        loop.run_until_complete(save_and_wait())
+    finally:
+        qapp.setQuitOnLastWindowClosed(True)
+    url = desktop.instance.api.url
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    desktop.tray.rebuild_menu()
+    assert f"HTTP API: {url}" in [a.text() for a in desktop.tray.menu.actions()]
+    assert dialog.api_tab.status.text() == f"HTTP API: {url}"  # told by the api event
+    assert desktop.instance.config.api.enabled

@@ -435,7 +435,7 @@ def test_a_connection_reset_mid_reply_is_no_instance(tmp_path: Path) -> None:
 
 
 def test_the_tcp_handshake_works_without_openssl(tmp_path: Path) -> None:
-    """The tray app imports with ``_hashlib`` blocked (see app._without_openssl): the HMAC
+    """The tray app imports with ``_hashlib`` blocked (see lean_imports.without_openssl): the HMAC
     handshake must then run on hashlib's builtin sha256, and not load OpenSSL itself."""
     code = textwrap.dedent("""
         import sys

@@ -8,11 +8,10 @@ until it is used.
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from hivetray.lean_imports import without_openssl
 from hivetray.paths import AppPaths
 from hivetray.probe import instance_alive
 
@@ -52,7 +51,7 @@ def run_desktop(paths: AppPaths) -> int:
         early_icon.setToolTip("Hivetray — starting")
         early_icon.show()
 
-    with _without_openssl():
+    with without_openssl():
         import asyncio
 
         import qasync
@@ -67,31 +66,6 @@ def run_desktop(paths: AppPaths) -> int:
     desktop = DesktopApp(paths, load_config(paths.config_file), early_icon)
     with loop:
         return int(loop.run_until_complete(desktop.run()))
-
-
-@contextlib.contextmanager
-def _without_openssl() -> Iterator[None]:
-    """While the app's modules are imported, keep OpenSSL (libssl + libcrypto, ~8 MiB of RSS)
-    out of the tray process.
-
-    asyncio imports ``ssl`` eagerly and ``multiprocessing.connection`` imports ``hmac``, which
-    loads ``_hashlib``; both fall back cleanly when those are missing (no TLS transports in
-    asyncio, pure-Python HMAC — used only for authenticated listeners, which Hivetray does not
-    use). The tray app makes no TLS connection on its loop: it talks over a local socket. After
-    the imports both are importable again for code that needs them (model downloads). Worker
-    processes are fresh interpreters and unaffected.
-    """
-    blocked = ("ssl", "_ssl", "_hashlib")
-    saved = {name: sys.modules[name] for name in blocked if name in sys.modules}
-    for name in blocked:
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # `import` now fails cleanly
-    try:
-        yield
-    finally:
-        for name in blocked:
-            if sys.modules.get(name) is None:
-                del sys.modules[name]
-        sys.modules.update(saved)
 
 
 def _no_display() -> bool:

@@ -40,7 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hivetray", description="Keep local llama.cpp models warm, healthy and cheap.")
     parser.add_argument("--version", action="version", version=f"hivetray {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("daemon", help="run the instance without widgets (servers, CI)")
+    daemon = sub.add_parser("daemon", help="run the instance without widgets (servers, CI)")
+    daemon.add_argument("--api", action="store_true",
+                        help="serve the local OpenAI-compatible HTTP API for this run")
+    daemon.add_argument("--port", type=int, default=None,
+                        help="the HTTP API's port for this run (0 = any free port)")
+    api = sub.add_parser("api", help="the local HTTP API")
+    api_sub = api.add_subparsers(dest="api_command", metavar="COMMAND", required=True)
+    key = api_sub.add_parser("key", help="print the API key (made on first use)")
+    key.add_argument("--new", action="store_true",
+                     help="replace the key: the old one stops working at once")
     status = sub.add_parser("status", help="one row per role")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     chat = sub.add_parser("chat", help="stream a reply from the chat worker")
@@ -88,9 +97,16 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_desktop(paths)
         if command == "daemon":
+            from hivetray.api_control import ApiOverride
             from hivetray.daemon import run_daemon
 
-            return run_daemon(paths)
+            if args.port is not None and not (args.api and 0 <= args.port <= 65535):
+                print("hivetray: --port needs --api and a port from 0 to 65535",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            return run_daemon(paths, ApiOverride(args.api, args.port))
+        if command == "api":
+            return api_key(paths, args.new)
         if command == "logs":
             return show_logs(paths, args.role, args.follow)
         if command == "models":
@@ -282,6 +298,20 @@ async def cmd_events(paths: AppPaths, args: argparse.Namespace) -> int:
     for event in await ipc.call(instance_socket(paths), "events", limit=args.limit):
         stamp = time.strftime("%H:%M:%S", time.localtime(event["ts"]))
         print(f"{stamp} {event['level']:7} {event['kind']:14} {event['message']}")
+    return 0
+
+
+def api_key(paths: AppPaths, new: bool) -> int:
+    """``hivetray api key [--new]``: the HTTP API's bearer key on stdout (made if missing)."""
+    from hivetray.api.keys import ApiKey
+
+    key = ApiKey(paths.api_key_file)
+    try:
+        print(key.replace() if new else key.ensure())
+    except OSError as exc:
+        print(f"hivetray: could not write the API key to {paths.api_key_file} "
+              f"({exc.strerror or exc}); check that folder's permissions", file=sys.stderr)
+        return EXIT_FAIL
     return 0
 
 

@@ -4,8 +4,8 @@ JSON results out.
 Why a separate adapter: :class:`~hivetray.instance.Instance` is the app's API (the desktop, the
 daemon, the self-test and the CLI's private pool call its methods with typed arguments); this
 module is only the wire. Every field a client sends is checked here (a wrong type is a one-line
-``InvalidRequest``, never a bug), and every reply is plain JSON. The local HTTP API will be a
-second adapter over the same methods.
+``InvalidRequest``, never a bug), and every reply is plain JSON. The local HTTP API
+(``hivetray.api``) is a second adapter over the same methods.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ folders 0700 whatever the umask, since model paths, tokens and worker records ar
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import tempfile
 import time
@@ -79,11 +80,49 @@ class HotkeyConfig:
     quick_chat: str = "Ctrl+Alt+Space"
 
 
+#: the HTTP API's default port: clear of Ollama (11434), LM Studio (1234) and llama-server
+#: (8080), so Hivetray can run beside any of them without a setting
+DEFAULT_API_PORT = 11480
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """The local OpenAI-compatible HTTP API (``hivetray.api``): off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    #: 0 = any free port (the address is printed and shown in the tray menu)
+    port: int = DEFAULT_API_PORT
+    #: web pages (origins such as "http://localhost:3000") allowed to call the API from a
+    #: browser; empty = no CORS headers at all
+    cors_origins: tuple[str, ...] = ()
+    #: a host that is not a loopback address is refused unless this is true (and a key is
+    #: required): other machines must never reach the workers by accident
+    allow_remote: bool = False
+    #: callers must send ``Authorization: Bearer <key>`` (``hivetray api key``)
+    require_key: bool = True
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a name or address only this machine can reach ("localhost", 127.x, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Config:
     roles: dict[str, RoleConfig] = field(default_factory=dict)
     pool: PoolConfig = field(default_factory=PoolConfig)
     hotkeys: HotkeyConfig = field(default_factory=HotkeyConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def role(self, name: str) -> RoleConfig:
         return self.roles.get(name) or default_role(name)
@@ -165,10 +204,11 @@ def _from_dict(raw: dict[str, Any], path: Path, warnings: list[str]) -> Config:
                             f"(known: {', '.join(ROLES)}); it is ignored.")
     pool = _section(PoolConfig(), raw.get("pool", {}), "pool", path, warnings)
     hotkeys = _section(HotkeyConfig(), raw.get("hotkeys", {}), "hotkeys", path, warnings)
-    return Config(roles=roles, pool=pool, hotkeys=hotkeys)
+    api = _section(ApiConfig(), raw.get("api", {}), "api", path, warnings)
+    return Config(roles=roles, pool=pool, hotkeys=hotkeys, api=api)
 
 
-T = TypeVar("T", RoleConfig, PoolConfig, HotkeyConfig)
+T = TypeVar("T", RoleConfig, PoolConfig, HotkeyConfig, ApiConfig)
 
 
 def _section(
@@ -208,6 +248,12 @@ _BAD = object()
 def _type_name(expected: type, key: str) -> str:
     if key in ("model", "mmproj"):
         return "file path (string)"
+    if key == "port":
+        return "port number (0 to 65535; 0 = any free port)"
+    if key == "host":
+        return "host name or address (a non-empty string)"
+    if key == "cors_origins":
+        return 'list of origins such as ["http://localhost:3000"]'
     return {bool: "true/false", int: "whole number", float: "number"}.get(expected, "string")
 
 
@@ -217,6 +263,13 @@ def _coerce(value: Any, expected: type, key: str) -> Any:
             return None
         # "~/models/x.gguf" written by hand must reach the pool as a path it can open
         return os.path.expanduser(value) if isinstance(value, str) else _BAD
+    if key == "cors_origins":
+        return _origins(value)
+    if key == "port":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535
+        return value if ok else _BAD
+    if key == "host":
+        return value.strip() if isinstance(value, str) and value.strip() else _BAD
     if expected is bool:
         return value if isinstance(value, bool) else _BAD
     if expected is int:
@@ -228,8 +281,25 @@ def _coerce(value: Any, expected: type, key: str) -> Any:
     return value if isinstance(value, str) else _BAD
 
 
+def _origins(value: Any) -> Any:
+    """``[api] cors_origins``: a list of "scheme://host[:port]" strings (or "*"), kept as a
+    tuple so the config stays hashable; a trailing slash is dropped, as browsers send none."""
+    if not isinstance(value, list):
+        return _BAD
+    origins: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            return _BAD
+        origin = item.strip().rstrip("/")
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            return _BAD
+        origins.append(origin)
+    return tuple(origins)
+
+
 def to_toml(config: Config) -> str:
-    """Serialise ``config``; only non-default role settings, all pool and hotkey settings.
+    """Serialise ``config``; only non-default role settings, all pool, hotkey and api
+    settings.
 
     ``tomli_w`` escapes what a hand-rolled writer forgets (a newline or tab in a path would
     break the whole file). ``None`` is left out: TOML has no null, and a missing key reads
@@ -247,10 +317,16 @@ def to_toml(config: Config) -> str:
             roles[name] = changed
     if roles:
         document["roles"] = roles
-    for title, section in (("pool", config.pool), ("hotkeys", config.hotkeys)):
-        document[title] = {f.name: getattr(section, f.name) for f in fields(section)
+    sections: tuple[tuple[str, PoolConfig | HotkeyConfig | ApiConfig], ...] = (
+        ("pool", config.pool), ("hotkeys", config.hotkeys), ("api", config.api))
+    for title, section in sections:
+        document[title] = {f.name: _toml_value(getattr(section, f.name)) for f in fields(section)
                            if getattr(section, f.name) is not None}
     return tomli_w.dumps(document)
+
+
+def _toml_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def save_config(path: Path, config: Config) -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 
+from hivetray.api_control import ApiOverride
 from hivetray.config import load_config
 from hivetray.errors import AlreadyRunning, HivetrayError
 from hivetray.homelock import HomeLock
@@ -18,7 +19,8 @@ from hivetray.paths import AppPaths
 log = logging.getLogger(__name__)
 
 
-def run_daemon(paths: AppPaths) -> int:
+def run_daemon(paths: AppPaths, api: ApiOverride | None = None) -> int:
+    """``api``: ``--api [--port N]``, the HTTP API for this run whatever config.toml says."""
     # first of all, before the log, the config or any worker: is the home someone else's?
     lock = HomeLock(paths)
     try:
@@ -30,7 +32,7 @@ def run_daemon(paths: AppPaths) -> int:
     loaded = load_config(paths.config_file)
     for warning in loaded.warnings:
         print(f"hivetray: warning: {warning}", file=sys.stderr)
-    return asyncio.run(_serve(Instance(paths, loaded.config, lock=lock)))
+    return asyncio.run(_serve(Instance(paths, loaded.config, lock=lock, api=api)))
 
 
 def install_quit_signals(loop: asyncio.AbstractEventLoop, instance: Instance) -> None:
@@ -58,6 +60,9 @@ async def _serve(instance: Instance) -> int:
         log.info("no loop signal handlers on this platform")
     print(f"hivetray daemon: pid {os.getpid()}, socket {instance.paths.socket_path}",
           flush=True)
+    if instance.api.url is not None:
+        print(f"hivetray daemon: HTTP API on {instance.api.url} (its key: `hivetray api key`)",
+              flush=True)
     await instance.quit_requested.wait()
     await instance.close()
     log.info("quit: all workers stopped")

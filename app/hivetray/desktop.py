@@ -54,7 +54,7 @@ class DesktopApp:
         self.hotkeys = HotkeyManager()
         # the widgets render the instance's status, not the pool's: it names the built-in model
         self.tray = TrayIcon(self.instance.status, self.pool.clock.now, self.hotkey_label,
-                             early_icon)
+                             early_icon, api_line=self.instance.api.line)
         self.tray_available = early_icon is not None or QSystemTrayIcon.isSystemTrayAvailable()
         self._refresh = QTimer()
         self._refresh.setSingleShot(True)
@@ -193,6 +193,7 @@ class DesktopApp:
         dialog = self.settings_dialog
         dialog.set_hotkey_status(self.hotkeys.status.message)
         dialog.load(self.instance.config)
+        dialog.set_api_status(self.api_status())
         dialog.show()
         dialog.raise_()
         dialog.activateWindow()
@@ -262,10 +263,16 @@ class DesktopApp:
         except HivetrayError:
             pass  # the window's banner shows the role's state (error, cooldown, no model)
 
+    def api_status(self) -> str:
+        """For Settings → API: where it listens, or why it does not."""
+        return self.instance.api.error or self.instance.api.line()
+
     # -- rendering --------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
         if self.status_window is not None:
             self.status_window.logs.events.add(event.to_dict())
+        if event.kind is EventKind.API and self.settings_dialog is not None:
+            self.settings_dialog.set_api_status(self.api_status())
         if self.tray_available:
             self.tray.notify(event)
         if not self._refresh.isActive():

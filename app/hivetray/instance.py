@@ -11,13 +11,16 @@ socket's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, Callable
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from hivetray import ipc
+from hivetray.api_control import ApiOverride, ApiSwitch
 from hivetray.commands import Commands
 from hivetray.config import Config, load_config
 from hivetray.errors import InvalidRequest
@@ -26,7 +29,7 @@ from hivetray.images import ChatImage
 from hivetray.models import builtin
 from hivetray.paths import AppPaths
 from hivetray.pool import WorkerPool
-from hivetray.pool.events import Event
+from hivetray.pool.events import Event, EventKind
 from hivetray.pool.status import PoolStatus, RoleStatus
 
 log = logging.getLogger(__name__)
@@ -46,7 +49,7 @@ class Instance:
 
     def __init__(self, paths: AppPaths, config: Config, *, pool: WorkerPool | None = None,
                  hooks: UiHooks | None = None, private: bool = False,
-                 lock: HomeLock | None = None) -> None:
+                 lock: HomeLock | None = None, api: ApiOverride | None = None) -> None:
         self.paths = paths
         self.config = config
         self.private = private
@@ -57,6 +60,12 @@ class Instance:
         self.hooks = hooks or UiHooks()
         self.quit_requested = asyncio.Event()
         self._server: ipc.Server | None = None
+        #: the HTTP API (``[api]``, or ``daemon --api``); never served by a private pool
+        self.api = ApiSwitch(self, paths, self.pool.events, api)
+        #: crashes per role since this instance started (/metrics; the status only knows
+        #: those inside the restart window)
+        self._crashes: Counter[str] = Counter()
+        self.pool.events.subscribe(self._count_crash)
 
     @property
     def pid(self) -> int:
@@ -71,9 +80,12 @@ class Instance:
         if not self.private:
             self._server = await ipc.serve(self.paths.socket_path, Commands(self).handle)
             log.info("listening on %s (pid %d)", self.paths.socket_path, os.getpid())
+            await self.api.apply(self.config.api)  # after the pool: it serves the pool
 
     async def close(self) -> None:
-        """Stop listening, stop every worker, release the home; safe to call more than once."""
+        """Stop the HTTP API, stop every worker, stop listening, release the home; safe to
+        call more than once."""
+        await self.api.stop()  # before the pool: no new HTTP request meets a closing pool
         await self.pool.shutdown()
         if self._server is not None:
             server, self._server = self._server, None
@@ -81,21 +93,32 @@ class Instance:
         self.lock.release()
 
     # -- requests -------------------------------------------------------------------------------
-    async def chat(self, params: dict[str, Any], images: list[ChatImage] | None = None
-                   ) -> AsyncGenerator[dict[str, Any], None]:
+    async def chat(self, params: dict[str, Any], images: list[ChatImage] | None = None, *,
+                   role: str | None = None) -> AsyncGenerator[dict[str, Any], None]:
         """Stream a chat reply (chunks, then ``{"done": True, ...}``); with images, the vision
-        worker answers."""
-        role = "chat"
+        worker answers (``role="vision"`` asks it without images: the HTTP API's ``model``).
+
+        The pool's stream is closed here however this generator ends (``aclosing``), so a
+        caller that stops reading cancels the request in the worker at once, not whenever
+        the abandoned generator is collected.
+        """
+        if role not in (None, "chat", "vision"):
+            raise InvalidRequest(f"the {role} role does not chat")
+        role = role or ("vision" if images else "chat")
         if images:
-            role = "vision"
+            if role != "vision":
+                raise InvalidRequest("images need the vision role")
             params = {**params, "images": [{"name": i.name, "data": i.data} for i in images]}
-        async for chunk in self.pool.stream(role, "chat", params):
-            yield chunk
+        async with contextlib.aclosing(self.pool.stream(role, "chat", params)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def embed(self, texts: list[str], *, normalize: bool = True) -> dict[str, Any]:
-        """``{"embeddings": [[...], ...], "truncated": [...]}``, one vector per text."""
+        """``{"embeddings": [[...], ...], "truncated": [...], "usage": {...}}``, one vector
+        per text."""
         result = await self.pool.call("embed", "embed", {"texts": texts, "normalize": normalize})
-        return {"embeddings": result["embeddings"], "truncated": result.get("truncated", [])}
+        return {"embeddings": result["embeddings"], "truncated": result.get("truncated", []),
+                "usage": result.get("usage") or {}}
 
     async def rerank(self, query: str, documents: list[str],
                      top_n: int | None = None) -> dict[str, Any]:
@@ -109,7 +132,16 @@ class Instance:
             key=lambda row: -row["score"])
         if top_n:
             results = results[:top_n]
-        return {"results": results, "truncated": result.get("truncated", [])}
+        return {"results": results, "truncated": result.get("truncated", []),
+                "usage": result.get("usage") or {}}
+
+    def crash_counts(self) -> Mapping[str, int]:
+        """Crashes per role since this instance started."""
+        return dict(self._crashes)
+
+    def _count_crash(self, event: Event) -> None:
+        if event.kind is EventKind.CRASH and event.role is not None:
+            self._crashes[event.role] += 1
 
     # -- status and intents --------------------------------------------------------------------
     def status(self) -> PoolStatus:
@@ -154,15 +186,20 @@ class Instance:
         return self.pool.events.recent(limit, role)
 
     def reload_config(self) -> list[str]:
-        """Re-read config.toml and apply it (a role whose model changed is respawned);
-        return the file's warnings."""
+        """Re-read config.toml and apply it (a role whose model changed is respawned; the
+        HTTP API is started, stopped or restarted as ``[api]`` now says); return the file's
+        warnings."""
         result = load_config(self.paths.config_file)
         self.config = result.config
         self.pool.apply_config(self._pool_config(result.config))
+        if self._server is not None:  # an owner that is serving (never a private pool)
+            self.pool.tasks.spawn(self.api.apply(result.config.api), "apply the API settings")
         return result.warnings
 
     async def quit(self) -> None:
-        """Stop every worker; the process exits right after (``quit_requested``)."""
+        """Stop the HTTP API and every worker; the process exits right after
+        (``quit_requested``)."""
+        await self.api.stop()
         await self.pool.shutdown()
         self.quit_requested.set()
 

@@ -267,12 +267,12 @@ def _parse_request(line: bytes) -> dict[str, Any]:
         raise InvalidRequest('a request must be a JSON object such as {"cmd": "status"}')
     if not isinstance(request.get("cmd"), str):
         raise InvalidRequest('a request needs "cmd": the command name, a string')
-    if _deeper_than(request, MAX_REQUEST_DEPTH):
+    if deeper_than(request, MAX_REQUEST_DEPTH):
         raise InvalidRequest(f"the request nests deeper than {MAX_REQUEST_DEPTH} levels")
     return request
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
+def deeper_than(value: Any, limit: int) -> bool:
     """Iterative (a recursive walk is what fails on hostile input)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:

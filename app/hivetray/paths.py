@@ -50,6 +50,11 @@ class AppPaths:
     def history_db(self) -> Path:
         return self.data_dir / "history.sqlite3"
 
+    @property
+    def api_key_file(self) -> Path:
+        """The HTTP API's bearer key (``hivetray.api.keys``): private, never in config.toml."""
+        return self.data_dir / "api-key"
+
     def worker_log(self, role: str) -> Path:
         return self.log_dir / f"worker-{role}.log"
 

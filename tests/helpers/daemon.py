@@ -66,9 +66,13 @@ class Daemon:
     proc: subprocess.Popen[bytes]
     stderr_path: Path
     home: AppPaths
+    stdout_path: Path
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
 
     def worker_pids(self, role: str = "chat") -> list[int]:
         return worker_pids(self.home, role)
@@ -81,19 +85,21 @@ StartDaemon = Callable[..., Daemon]
 def start_daemon(home: AppPaths, tmp_path: Path) -> Iterator[StartDaemon]:
     daemons: list[Daemon] = []
 
-    def start(*, env: dict[str, str] | None = None, new_session: bool = False,
+    def start(*args: str, env: dict[str, str] | None = None, new_session: bool = False,
               umask: int | None = None) -> Daemon:
+        """``args`` go after ``hivetray daemon`` (``--api --port 0``)."""
         err = tmp_path / f"daemon-{len(daemons)}.stderr"
+        out = tmp_path / f"daemon-{len(daemons)}.stdout"
 
         def before_exec() -> None:
             if umask is not None:
                 os.umask(umask)
 
-        with open(err, "wb") as stderr, open(tmp_path / "daemon.stdout", "ab") as stdout:
-            proc = subprocess.Popen([*HIVETRAY, "daemon"], stdout=stdout, stderr=stderr,
+        with open(err, "wb") as stderr, open(out, "ab") as stdout:
+            proc = subprocess.Popen([*HIVETRAY, "daemon", *args], stdout=stdout, stderr=stderr,
                                     env=env or os.environ.copy(), start_new_session=new_session,
                                     preexec_fn=before_exec)
-        daemon = Daemon(proc, err, home)
+        daemon = Daemon(proc, err, home, out)
         daemons.append(daemon)
 
         def answering() -> bool:

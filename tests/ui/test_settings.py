@@ -6,13 +6,16 @@ import os
 import shutil
 import stat
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
-from hivetray.config import default_config, load_config
+from hivetray.api.keys import ApiKey
+from hivetray.config import ApiConfig, default_config, load_config, save_config
 from hivetray.models.validate import validation_message
 from hivetray.paths import AppPaths
 from hivetray.ui.settings import SettingsDialog, check_gguf
@@ -182,3 +185,41 @@ def test_saved_settings_are_private_whatever_the_umask(
     with qtbot.waitSignal(dialog.saved):
         dialog.save()
     assert stat.S_IMODE(os.stat(home.config_file).st_mode) == 0o600
+
+
+def test_the_api_tab_saves_its_switch_and_port_and_keeps_the_rest(
+        qtbot: QtBot, home: AppPaths) -> None:
+    config = replace(default_config(), api=ApiConfig(cors_origins=("http://localhost:3000",)))
+    save_config(home.config_file, config)
+    dialog = SettingsDialog(home, load_config(home.config_file).config)
+    qtbot.addWidget(dialog)
+    tab = dialog.api_tab
+    assert not tab.enabled.isChecked() and tab.port.value() == ApiConfig().port
+    assert tab.address.text() == f"http://127.0.0.1:{ApiConfig().port}/v1"
+    tab.enabled.setChecked(True)
+    tab.port.setValue(12345)
+    assert tab.address.text() == "http://127.0.0.1:12345/v1"
+    with qtbot.waitSignal(dialog.saved):
+        dialog.save()
+    api = load_config(home.config_file).config.api
+    assert api == ApiConfig(enabled=True, port=12345, cors_origins=("http://localhost:3000",))
+
+
+def test_the_api_key_is_shown_masked_copied_whole_and_replaced_on_demand(
+        qtbot: QtBot, home: AppPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    dialog = SettingsDialog(home, default_config())
+    qtbot.addWidget(dialog)
+    tab = dialog.api_tab
+    assert tab.key_field.text() == "" and not home.api_key_file.exists()
+    tab.copy_button.click()  # made on first copy
+    key = ApiKey(home.api_key_file).read()
+    assert key and QGuiApplication.clipboard().text() == key
+    assert tab.key_field.text() != key and tab.key_field.text()[-4:] == key[-4:]
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(QMessageBox, "question", lambda *_args: answers.pop(0))
+    tab.new_button.click()  # "No": kept
+    assert ApiKey(home.api_key_file).read() == key
+    tab.new_button.click()  # "Yes": replaced
+    renewed = ApiKey(home.api_key_file).read()
+    assert renewed and renewed != key and tab.key_field.text()[-4:] == renewed[-4:]
+    assert "new key" in tab.status.text().lower()

@@ -67,3 +67,23 @@ def test_notifications_are_rate_limited_per_role_and_kind(qtbot: QtBot,
     assert tray.notify(Event(EventKind.STATE, "chat", "ready")) is False
     pool_rig.clock.advance(NOTIFY_INTERVAL_S)
     assert tray.notify(crash) is True
+
+
+def test_the_menu_shows_the_http_apis_line(qtbot: QtBot, pool_rig: PoolRig) -> None:
+    line = ["HTTP API: off"]
+    tray = TrayIcon(pool_rig.pool.snapshot, pool_rig.clock.now, lambda: "Ctrl+Alt+Space",
+                    api_line=lambda: line[0])
+    entries = texts(tray)
+    assert entries[4] == "HTTP API: off"
+    api = next(a for a in tray.menu.actions() if a.text() == "HTTP API: off")
+    assert not api.isEnabled()  # information, not an action
+    line[0] = "HTTP API: http://127.0.0.1:11480"
+    assert texts(tray)[4] == "HTTP API: http://127.0.0.1:11480"  # rebuilt from live state
+    assert "HTTP API: off" not in texts(make_tray(pool_rig))  # no line when not wired
+
+
+def test_only_an_api_that_cannot_run_is_notified(qtbot: QtBot, pool_rig: PoolRig) -> None:
+    tray = make_tray(pool_rig)
+    assert tray.notify(Event(EventKind.API, None, "HTTP API listening on http://x")) is False
+    assert tray.notify(Event(EventKind.API, None, "the HTTP API could not listen on "
+                             "127.0.0.1:11480 (address in use)", level="error")) is True

@@ -41,6 +41,8 @@ class EventKind(StrEnum):
     HOTKEY = "hotkey"
     #: the chat history could not be read or written
     HISTORY = "history"
+    #: the HTTP API started, stopped, or could not start (hivetray.api_control)
+    API = "api"
 
 
 @dataclass(frozen=True)

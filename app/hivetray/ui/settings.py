@@ -1,5 +1,6 @@
 """Settings: model per role (with the pool's own model check), context, threads, idle timeout,
-pin, sampling defaults (chat and vision), the restart budget, the hotkey and start at login.
+pin, sampling defaults (chat and vision), the restart budget, the hotkey, start at login and
+the local HTTP API (``ui/api_settings.py``).
 Saved atomically to config.toml; the app then applies it live (a role whose model changed is
 respawned; new sampling defaults apply to the next request)."""
 
@@ -34,6 +35,7 @@ from hivetray.errors import InvalidModelFile, ModelLoadError, ProjectorMismatch,
 from hivetray.models.validate import check_role, open_model
 from hivetray.paths import AppPaths
 from hivetray.sampling import SAMPLED_ROLES
+from hivetray.ui.api_settings import ApiTab
 from hivetray.ui.hotkeys import toggle_command
 from hivetray.ui.model_download import ModelDownloader
 from hivetray.ui.sampling_form import SamplingForm
@@ -237,6 +239,8 @@ class SettingsDialog(QDialog):
         self.cooldown = self._seconds(1, 3600)
         form.addRow("Then pause restarts for", self.cooldown)
         tabs.addTab(general, "General")
+        self.api_tab = ApiTab(paths)
+        tabs.addTab(self.api_tab, "API")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.save)
@@ -266,6 +270,10 @@ class SettingsDialog(QDialog):
         """Which layer carries the shortcut and whether registration worked."""
         self.hotkey_status.setText(message)
 
+    def set_api_status(self, message: str) -> None:
+        """Whether the HTTP API listens (and where), or why it does not."""
+        self.api_tab.set_status(message)
+
     def load(self, config: Config) -> None:
         self.config = config
         for role, tab in self.role_tabs.items():
@@ -275,6 +283,7 @@ class SettingsDialog(QDialog):
         self.budget.setValue(config.pool.restart_budget)
         self.restart_window.setValue(config.pool.restart_window_s)
         self.cooldown.setValue(config.pool.cooldown_s)
+        self.api_tab.load(config.api)
 
     def collect(self) -> Config:
         roles = {role: tab.value(self.config.role(role)) for role, tab in self.role_tabs.items()}
@@ -282,8 +291,10 @@ class SettingsDialog(QDialog):
                                    restart_window_s=self.restart_window.value(),
                                    cooldown_s=self.cooldown.value())
         hotkey = self.hotkey.keySequence().toString() or self.config.hotkeys.quick_chat
-        return Config(roles=roles, pool=pool,
-                      hotkeys=replace(self.config.hotkeys, quick_chat=hotkey))
+        # replace(), not Config(...): sections this dialog does not edit are kept as they are
+        return replace(self.config, roles=roles, pool=pool,
+                       hotkeys=replace(self.config.hotkeys, quick_chat=hotkey),
+                       api=self.api_tab.value(self.config.api))
 
     def save(self) -> None:
         problems = [p for tab in self.role_tabs.values() for p in tab.problems()]

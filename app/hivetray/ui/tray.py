@@ -16,7 +16,7 @@ from hivetray.ui.formatting import state_line
 from hivetray.ui.icons import Health, health_icon
 
 NOTIFY_KINDS = {EventKind.CRASH, EventKind.BREAKER_OPEN, EventKind.BREAKER_CLOSED,
-                EventKind.LOAD_ERROR}
+                EventKind.LOAD_ERROR, EventKind.API}
 #: at most one notification per role and kind in this many seconds
 NOTIFY_INTERVAL_S = 30.0
 
@@ -43,11 +43,14 @@ class TrayIcon(QObject):
     quit = Signal()
 
     def __init__(self, snapshot: Callable[[], PoolStatus], clock: Callable[[], float],
-                 hotkey_label: Callable[[], str], icon: QSystemTrayIcon | None = None) -> None:
+                 hotkey_label: Callable[[], str], icon: QSystemTrayIcon | None = None,
+                 api_line: Callable[[], str] | None = None) -> None:
         super().__init__()
         self._snapshot = snapshot
         self._clock = clock
         self._hotkey_label = hotkey_label
+        #: "HTTP API: http://127.0.0.1:11480" / "HTTP API: off" / not running
+        self._api_line = api_line
         self._health: Health | None = None
         self._last_notified: dict[tuple[str | None, EventKind], float] = {}
         self.icon = icon or QSystemTrayIcon()  # shown early by the launcher, adopted here
@@ -83,6 +86,8 @@ class TrayIcon(QObject):
             line.setEnabled(False)
             if row.last_error:
                 line.setToolTip(row.last_error)
+        if self._api_line is not None:
+            menu.addAction(self._api_line()).setEnabled(False)
         menu.addSeparator()
         chat = menu.addAction(f"Open quick chat\t{self._hotkey_label()}")
         chat.triggered.connect(self.open_quick_chat)
@@ -116,6 +121,8 @@ class TrayIcon(QObject):
         """Show a notification for crash/breaker events; rate-limited per role and kind."""
         if event.kind not in NOTIFY_KINDS:
             return False
+        if event.kind is EventKind.API and event.level != "error":
+            return False  # the API starting or stopping is the user's own doing
         key = (event.role, event.kind)
         now = self._clock()
         last = self._last_notified.get(key)
@@ -127,6 +134,7 @@ class TrayIcon(QObject):
         title = {EventKind.CRASH: "A worker crashed",
                  EventKind.BREAKER_OPEN: "A worker keeps crashing",
                  EventKind.BREAKER_CLOSED: "A worker recovered",
-                 EventKind.LOAD_ERROR: "A model failed to load"}[event.kind]
+                 EventKind.LOAD_ERROR: "A model failed to load",
+                 EventKind.API: "The HTTP API is not running"}[event.kind]
         self.icon.showMessage(title, event.message.split("\n", 1)[0], icon, 8000)
         return True
