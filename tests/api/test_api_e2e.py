@@ -324,8 +324,6 @@ def test_errors_are_openai_error_objects(api: ApiDaemon) -> None:
     assert api.daemon.stderr() == ""  # refusals are answers, not errors in the log
 
 
-@pytest.mark.xfail(strict=False, reason="the chat worker honours params['stop'] once issue "
-                                        "11's generation loop (main) lands")
 def test_stop_strings_end_the_reply(api: ApiDaemon) -> None:
     oai = client(api)
     ask: dict[str, Any] = {"model": "chat", "max_tokens": 24, "temperature": 0,
