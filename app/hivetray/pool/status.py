@@ -16,7 +16,7 @@ from hivetray.sampling import Sampling
 #: the fields of one role in ``hivetray status --json`` (docs/contract.md), in this order
 STATUS_JSON_KEYS = ("role", "state", "pid", "model", "in_flight", "crashes_in_window",
                     "retry_in_s", "last_error", "rss_bytes", "requests", "tokens_per_s",
-                    "mem_estimate_bytes")
+                    "mem_estimate_bytes", "engine", "url", "rtt_ms")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ class RoleStatus:
     sampling: Sampling | None = None
     #: a name for people when the model is a built-in default (else None: the path says it)
     model_label: str | None = None
+    #: "local" (a worker process) or "remote" (an engine at ``url``, shown without credentials)
+    engine: str = "local"
+    url: str | None = None
+    #: a remote role's last round trip (a request's answer or a health check), milliseconds
+    rtt_ms: float | None = None
 
     @property
     def can_stop(self) -> bool:
