@@ -34,6 +34,14 @@ def test_a_second_hivetray_uses_the_first_as_its_remote_engine(
     save_config(path, replace(config, roles={**config.roles, **roles}))
     assert upstream.key not in path.read_text()
 
+    status = cli("status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    rows = {row["role"]: row for row in json.loads(status.stdout)["roles"]}
+    assert (rows["chat"]["engine"], rows["chat"]["url"]) == ("remote", upstream.url)
+    assert rows["chat"]["state"] == "stopped" and rows["vision"]["engine"] == "local"
+    text = cli("status", env=env)
+    assert f"chat @ {upstream.url}" in text.stdout
+
     chat = cli("chat", "hello", "--max-tokens", "5", "--json", env=env, timeout=60)
     assert chat.returncode == 0, chat.stderr
     lines = [json.loads(line) for line in chat.stdout.splitlines()]

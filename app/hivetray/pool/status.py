@@ -7,6 +7,7 @@ The UI renders :class:`RoleStatus` objects (never dicts), and asks them what may
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -49,6 +50,22 @@ class RoleStatus:
     url: str | None = None
     #: a remote role's last round trip (a request's answer or a health check), milliseconds
     rtt_ms: float | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.engine == "remote"
+
+    @property
+    def rtt_text(self) -> str | None:
+        """'12.3 ms' for a remote role that has made a round trip, else None."""
+        return f"{self.rtt_ms:.1f} ms" if self.remote and self.rtt_ms is not None else None
+
+    def served_by(self, name: Callable[[str], str] = str) -> str | None:
+        """What serves the role, for people: the model (``name`` shortens a path), and for a
+        remote role the engine's address ('qwen2.5 @ http://gpu-box:8080')."""
+        if self.remote:
+            return f"{self.model or 'default model'} @ {self.url}"
+        return name(self.model) if self.model else None
 
     @property
     def can_stop(self) -> bool:
