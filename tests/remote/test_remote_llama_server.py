@@ -225,3 +225,22 @@ def test_unknown_model_and_unsupported_endpoint_say_what_to_do(
             assert rerank.state is RoleState.READY and rerank.breaker.crashes_in_window() == 0
 
     run(scenario())
+
+
+def test_many_requests_on_pooled_connections_are_no_failures(
+        home: AppPaths, llama_servers: list[LlamaServer], llama_server_bin: Path,
+        tiny_models: dict[str, Path]) -> None:
+    """llama-server closes a keep-alive connection after a few requests; a request that finds
+    its pooled connection closed is sent again on a new one, not counted as a failure."""
+    server = LlamaServer(llama_server_bin, tiny_models["chat"]).start()
+    llama_servers.append(server)
+
+    async def scenario() -> None:
+        async with pool_of(home, remote_config(chat=remote(server.url))) as pool:
+            for _ in range(20):
+                result = await pool.call("chat", "chat", ask(200))
+                assert result["usage"]["completion_tokens"] == 200
+            chat = pool.roles["chat"]
+            assert chat.breaker.crashes_in_window() == 0 and chat.usage.requests == 20
+
+    run(scenario())

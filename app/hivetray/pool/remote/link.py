@@ -176,7 +176,7 @@ class RemoteLink:
         assert self._session is not None
         while True:
             sent = self.clock.now()
-            async with self._session.get(self.base + path) as resp:
+            async with await self._open("GET", path) as resp:
                 self._rtt(sent)
                 if resp.status == 503 and setup:
                     await asyncio.sleep(LOADING_POLL_S)
@@ -208,7 +208,7 @@ class RemoteLink:
         if self.model:
             payload = {"model": self.model, **payload}
         sent = self.clock.now()
-        async with self._session.post(self.base + path, json=payload) as resp:
+        async with await self._open("POST", path, payload) as resp:
             self._rtt(sent)
             body = await self._body(resp)
             if resp.status >= 400:
@@ -222,7 +222,7 @@ class RemoteLink:
         sent = self.clock.now()
         state = wire.StreamState()
         first: float | None = None
-        async with self._session.post(self.base + path, json=body) as resp:
+        async with await self._open("POST", path, body) as resp:
             self._rtt(sent)
             if resp.status >= 400:
                 raise self._status_error(resp.status, await self._body(resp), path, False)
@@ -239,6 +239,22 @@ class RemoteLink:
                 raise
         end = self.clock.now()
         return self._chat_result(state, sent, first, end)
+
+    async def _open(self, method: str, path: str,
+                    payload: dict[str, Any] | None = None) -> aiohttp.ClientResponse:
+        """Send a request; once more on a fresh connection when a pooled one turned out closed
+        before any answer came (llama-server closes a keep-alive connection after a few
+        requests): that is not the engine failing. A refused connection is not retried."""
+        import aiohttp
+
+        assert self._session is not None
+        for attempt in (1, 2):
+            try:
+                return await self._session.request(method, self.base + path, json=payload)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if attempt == 2 or isinstance(exc, aiohttp.ClientConnectorError):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _chat_result(state: wire.StreamState, sent: float, first: float | None,
