@@ -7,7 +7,9 @@
 #   LLAMA_SERVER=$(bench/build_llama_server.sh | tail -1) bench/stream.py ...
 #
 # Cache: $HIVETRAY_LLAMA_SERVER_CACHE or ~/.cache/hivetray-bench/llama-server-<version>.
-# Needs cmake and a C++ compiler (the same ones pip used to build llama-cpp-python).
+# Needs a C++ compiler (the one pip used to build llama-cpp-python); cmake (and ninja, where
+# make is missing) come from the package index into the venv when the machine has none, so a
+# clean CI machine builds it too (the remote-engine tests call this script once per session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-${HIVETRAY_VENV:-.venv}/bin/python}"
@@ -26,9 +28,19 @@ echo "==> fetching the llama-cpp-python $VERSION sdist" >&2
 tar -xzf "$WORK"/llama_cpp_python-*.tar.gz -C "$WORK"
 SRC=$(echo "$WORK"/llama_cpp_python-*/vendor/llama.cpp)
 rm -rf "$CACHE/src" && mv "$SRC" "$CACHE/src"
+BINDIR=$(dirname "$("$PY" -c 'import sys; print(sys.executable)')")
+CMAKE=$(command -v cmake || true)
+GENERATOR=()
+if [ -z "$CMAKE" ] || ! command -v make >/dev/null 2>&1; then
+  echo "==> cmake/make missing: installing cmake and ninja from the package index" >&2
+  "$PY" -m pip install -q cmake ninja >&2
+  CMAKE="$BINDIR/cmake"
+  command -v make >/dev/null 2>&1 || GENERATOR=(-G Ninja -DCMAKE_MAKE_PROGRAM="$BINDIR/ninja")
+fi
 echo "==> building llama-server into $CACHE (about 5 minutes on 2 cores)" >&2
-cmake -S "$CACHE/src" -B "$CACHE/build" -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \
-  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Release >&2
-cmake --build "$CACHE/build" --target llama-server -j"$(nproc 2>/dev/null || echo 2)" >&2
+"$CMAKE" -S "$CACHE/src" -B "$CACHE/build" "${GENERATOR[@]}" -DGGML_NATIVE=OFF \
+  -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DCMAKE_BUILD_TYPE=Release >&2
+"$CMAKE" --build "$CACHE/build" --target llama-server -j"$(nproc 2>/dev/null || echo 2)" >&2
 test -x "$BIN"
 echo "$BIN"

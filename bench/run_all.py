@@ -28,6 +28,7 @@ BENCHES: dict[str, tuple[str, float]] = {  # name → (script, timeout in second
     "tray_start": ("tray_start.py", 180),
     "loop_lag": ("loop_lag.py", 180),
     "api_stream": ("api_stream.py", 420),
+    "remote": ("remote.py", 300),
 }
 
 

@@ -15,7 +15,7 @@ from hivetray.config import Config, PoolConfig, RoleConfig, default_config, save
 from hivetray.paths import AppPaths, app_paths
 
 # shared fixtures: real pools (make_pool, long_chat_model) and real daemons (start_daemon)
-pytest_plugins = ["tests.helpers.realpool", "tests.helpers.daemon"]
+pytest_plugins = ["tests.helpers.realpool", "tests.helpers.daemon", "tests.helpers.llama_server"]
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from tests.helpers.waiting import is_stopped, kill_quietly, process_gone, wait_u
 pytestmark = pytest.mark.real
 STATUS_KEYS = {"role", "state", "pid", "model", "in_flight", "crashes_in_window", "retry_in_s",
                "last_error", "rss_bytes", "requests", "tokens_per_s",
-               "mem_estimate_bytes"}
+               "mem_estimate_bytes", "engine", "url", "rtt_ms"}
 def chat_row(doc: dict[str, Any] | None = None) -> dict[str, Any]:
     return role_row("chat", doc)
 

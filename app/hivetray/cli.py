@@ -187,7 +187,9 @@ async def cmd_status(paths: AppPaths, args: argparse.Namespace) -> int:
         tps = f"{row.tokens_per_s:.1f}" if row.tokens_per_s else "-"
         state = row.state + (f" {row.retry_in_s:.0f}s" if row.retry_in_s else "")
         print(f"{row.role:8} {state:13} {row.pid or '-':>7} {rss:>22} "
-              f"{row.requests:>5} {tps:>7}  {row.model or '(no model set)'}")
+              f"{row.requests:>5} {tps:>7}  {row.served_by() or '(no model set)'}")
+        if row.rtt_text:
+            print(f"{'':8} └ remote engine, last round trip {row.rtt_text}")
         if is_builtin(row.model, paths):
             print(f"{'':8} └ {BUILTIN_LABEL}")
         if row.last_error:

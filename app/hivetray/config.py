@@ -55,10 +55,30 @@ class RoleConfig:
     repeat_penalty: float = DEFAULT_SAMPLING.repeat_penalty
     repeat_last_n: int = DEFAULT_SAMPLING.repeat_last_n
     seed: int | None = DEFAULT_SAMPLING.seed
+    # "local" (a worker process runs the model file) or "remote" (an OpenAI-compatible engine
+    # at ``url`` serves ``model``, its model id there: hivetray.pool.remote)
+    engine: str = "local"
+    url: str | None = None
+    # the name of the environment variable (or OS keyring entry) holding the remote key: the
+    # key itself is never written into config.toml
+    api_key_env: str | None = None
+    # a remote engine's deadline for connecting and for each answer to begin
+    timeout_s: float = 30.0
+
+    @property
+    def remote(self) -> bool:
+        return self.engine == "remote"
 
     @property
     def configured(self) -> bool:
-        return bool(self.model)
+        return bool(self.url) if self.remote else bool(self.model)
+
+    @property
+    def launch_key(self) -> tuple[object, ...]:
+        """The settings a running worker (or remote connection) was started with: a change
+        to any of them restarts it; the others apply to the next request."""
+        return (self.engine, self.model, self.mmproj, self.n_ctx, self.n_threads, self.url,
+                self.api_key_env, self.timeout_s)
 
     @property
     def sampling(self) -> Sampling:
@@ -254,6 +274,10 @@ def _type_name(expected: type, key: str) -> str:
         return "host name or address (a non-empty string)"
     if key == "cors_origins":
         return 'list of origins such as ["http://localhost:3000"]'
+    if key == "engine":
+        return 'engine ("local" or "remote")'
+    if key == "url":
+        return 'URL such as "http://gpu-box:8080"'
     return {bool: "true/false", int: "whole number", float: "number"}.get(expected, "string")
 
 
@@ -265,6 +289,11 @@ def _coerce(value: Any, expected: type, key: str) -> Any:
         return os.path.expanduser(value) if isinstance(value, str) else _BAD
     if key == "cors_origins":
         return _origins(value)
+    if key == "engine":
+        return value if value in ("local", "remote") else _BAD
+    if key == "url":
+        ok = isinstance(value, str) and value.startswith(("http://", "https://"))
+        return value.strip().rstrip("/") if ok else _BAD
     if key == "port":
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535
         return value if ok else _BAD

@@ -141,7 +141,7 @@ class PayloadTooLarge(HivetrayError):
 class WorkerCrashed(HivetrayError):
     """A worker process died without being asked to stop."""
 
-    wire_fields = ("role", "exitcode", "log_path", "log_tail")
+    wire_fields: ClassVar[tuple[str, ...]] = ("role", "exitcode", "log_path", "log_tail")
 
     def __init__(self, role: str, exitcode: int | None, log_path: str, log_tail: str,
                  reason: str | None = None) -> None:
@@ -152,6 +152,35 @@ class WorkerCrashed(HivetrayError):
         self.exitcode = exitcode
         self.log_path = log_path
         self.log_tail = log_tail
+
+
+class RemoteEngineFailed(WorkerCrashed):
+    """A remote engine was unreachable, answered 5xx or stopped answering: counted against the
+    role's restart budget exactly like a worker crash (hivetray.pool.remote)."""
+
+    wire_fields: ClassVar[tuple[str, ...]] = ("role", "exitcode", "log_path", "log_tail", "url")
+
+    def __init__(self, role: str, url: str, how: str) -> None:
+        HivetrayError.__init__(self, f"the {role} engine at {url} {how}")
+        self.role, self.url = role, url
+        self.exitcode, self.log_path, self.log_tail = None, "", ""
+
+
+class RemoteSetupError(ModelLoadError):
+    """A remote role that cannot work as configured (wrong key, unknown model, TLS failure,
+    no key set): the role is in ``error`` until the settings change or the user retries."""
+
+
+class RemoteRequestError(HivetrayError):
+    """A remote engine refused one request (a 4xx, or an answer Hivetray cannot read): the
+    request's fault or the engine's limits, not a crash."""
+
+    wire_fields = ("role", "status")
+
+    def __init__(self, message: str, role: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.role = role
+        self.status = status
 
 
 class CircuitOpen(HivetrayError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from hivetray.errors import WorkerCrashed, describe_exit
+from hivetray.errors import RemoteEngineFailed, WorkerCrashed, describe_exit
 from hivetray.pool.logtail import read_tail, telling_line
 from hivetray.pool.worker_run import WorkerRun
 
@@ -35,6 +35,10 @@ def crash_error(role: str, run: WorkerRun, exitcode: int | None, log_path: Path,
     """The crash as the caller sees it: how it ended (and, when it died ``loading`` a model,
     which file), the log, and this worker's last lines (only those written since its spawn,
     never an older worker's)."""
+    failure = getattr(run.link, "failure", None)
+    if failure is not None or getattr(run.link, "url", None) is not None:  # a remote engine
+        how = failure or (run.kill_reason or "failed").removesuffix(" and was killed")
+        return RemoteEngineFailed(role, str(getattr(run.link, "url", "")), how)
     tail = read_tail(log_path, since=run.log_offset)
     how = run.kill_reason or describe_exit(exitcode)
     if loading:

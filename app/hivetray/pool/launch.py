@@ -20,6 +20,7 @@ from hivetray.pool.clock import Clock
 from hivetray.pool.health import files_size, start_timeout_s
 from hivetray.pool.logtail import log_size
 from hivetray.pool.memory import Admit, MemoryEstimate, admit_always, estimate_worker_memory
+from hivetray.pool.remote.link import RemoteLink
 from hivetray.pool.tasks import consume_exception, in_thread, wait_shielded
 from hivetray.pool.transport import Spawner
 from hivetray.pool.worker_run import RunOwner, RunSink, WorkerRun
@@ -67,6 +68,8 @@ class Launcher:
         """Check the files, then (if the start is still ``wanted``) pass memory admission,
         which may stop idle roles to make room. Raises :class:`ModelLoadError` or
         :class:`~hivetray.errors.InsufficientMemory`; the caller spawns only if still wanted."""
+        if config.remote:  # nothing to read or hold here: the engine elsewhere does
+            return CheckedFiles(0, MemoryEstimate(0, 0, 0, 0))
         checked = await self.check(config)
         if wanted():
             self.mem_estimate = checked.memory.total
@@ -93,15 +96,18 @@ class Launcher:
                                    f" {exc}); is it really a GGUF model?", config.model) from exc
 
     def spawn(self, config: RoleConfig, model_bytes: int, owner: RunOwner) -> WorkerRun:
-        """Start a worker for ``config``; it is ``owner.run`` before its link starts, so every
-        report of the link (through its :class:`RunSink`) is tied to it. Raises when the
+        """Start a worker (or, for a remote role, a :class:`RemoteLink`) for ``config``; it
+        is ``owner.run`` before its link starts, so every report of the link (through its
+        :class:`RunSink`) is tied to it. Raises when the
         process cannot be created (the run is then closed and no longer the owner's)."""
         spec = WorkerSpec(self.role, config.model or "", config.mmproj, config.n_ctx,
                           config.n_threads, str(self.log_path), self.faults)
-        link = self.spawner(spec)
+        link = (RemoteLink(self.role, config, self.clock) if config.remote
+                else self.spawner(spec))
+        deadline = start_timeout_s(config.start_timeout_s or (
+            config.timeout_s if config.remote else 0.0), model_bytes)
         run = WorkerRun(link, asyncio.get_running_loop().create_future(),
-                        log_size(self.log_path), self.clock.now(),
-                        start_timeout_s(config.start_timeout_s, model_bytes))
+                        log_size(self.log_path), self.clock.now(), deadline)
         owner.run = run
         try:
             link.start(RunSink(owner, run))

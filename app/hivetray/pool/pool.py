@@ -31,6 +31,7 @@ from hivetray.pool.memory import (
     refusal,
 )
 from hivetray.pool.registry import NoRegistry, WorkerRegistry
+from hivetray.pool.remote.access import display_url
 from hivetray.pool.role import RoleSupervisor
 from hivetray.pool.states import RoleState
 from hivetray.pool.status import PoolStatus, RoleStatus
@@ -245,4 +246,6 @@ class WorkerPool:
             completion_tokens=role.usage.completion_tokens, load_s=role.usage.load_s,
             uptime_s=round(now - role.started_at, 1) if role.started_at is not None else None,
             pinned=role.config.pinned, mem_estimate_bytes=role.launcher.mem_estimate,
-            sampling=role.config.sampling if role.name in SAMPLED_ROLES else None)
+            sampling=role.config.sampling if role.name in SAMPLED_ROLES else None,
+            engine=role.config.engine, url=display_url(role.config.url) if role.config.remote
+            else None, rtt_ms=getattr(role.run.link, "rtt_ms", None) if role.run else None)

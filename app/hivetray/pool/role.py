@@ -401,8 +401,7 @@ class RoleSupervisor:
     def reconfigure(self, config: RoleConfig) -> asyncio.Task[None] | None:
         """Apply new settings; a changed model means the worker is released and respawned."""
         old, self.config = self.config, config
-        needs_respawn = (old.model, old.mmproj, old.n_ctx, old.n_threads) != (
-            config.model, config.mmproj, config.n_ctx, config.n_threads)
+        needs_respawn = old.launch_key != config.launch_key
         if not needs_respawn:
             return None
         self._emit(EventKind.CONFIG, f"{self.name}: settings changed; the worker is restarted "

@@ -7,6 +7,7 @@ The UI renders :class:`RoleStatus` objects (never dicts), and asks them what may
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -16,7 +17,7 @@ from hivetray.sampling import Sampling
 #: the fields of one role in ``hivetray status --json`` (docs/contract.md), in this order
 STATUS_JSON_KEYS = ("role", "state", "pid", "model", "in_flight", "crashes_in_window",
                     "retry_in_s", "last_error", "rss_bytes", "requests", "tokens_per_s",
-                    "mem_estimate_bytes")
+                    "mem_estimate_bytes", "engine", "url", "rtt_ms")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,27 @@ class RoleStatus:
     sampling: Sampling | None = None
     #: a name for people when the model is a built-in default (else None: the path says it)
     model_label: str | None = None
+    #: "local" (a worker process) or "remote" (an engine at ``url``, shown without credentials)
+    engine: str = "local"
+    url: str | None = None
+    #: a remote role's last round trip (a request's answer or a health check), milliseconds
+    rtt_ms: float | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.engine == "remote"
+
+    @property
+    def rtt_text(self) -> str | None:
+        """'12.3 ms' for a remote role that has made a round trip, else None."""
+        return f"{self.rtt_ms:.1f} ms" if self.remote and self.rtt_ms is not None else None
+
+    def served_by(self, name: Callable[[str], str] = str) -> str | None:
+        """What serves the role, for people: the model (``name`` shortens a path), and for a
+        remote role the engine's address ('qwen2.5 @ http://gpu-box:8080')."""
+        if self.remote:
+            return f"{self.model or 'default model'} @ {self.url}"
+        return name(self.model) if self.model else None
 
     @property
     def can_stop(self) -> bool:

@@ -52,5 +52,7 @@ def state_line(status: RoleStatus) -> str:
     if status.in_flight:
         label += f" · {status.in_flight} in flight"
     model = "built-in demo model" if status.model_label else (
-        model_name(status.model) if status.model else "")
+        status.served_by(model_name) or "")
+    if status.rtt_text:
+        model += f" · {status.rtt_text}"
     return f"{status.role} — {label}" + (f" · {model}" if model else "")

@@ -41,6 +41,14 @@ def _state(value: Any) -> str:
     return STATE_LABELS[RoleState(value)]
 
 
+def _served_by(row: RoleStatus) -> str:
+    return row.served_by(model_name) or "—"
+
+
+def _rtt(row: RoleStatus) -> str:
+    return row.rtt_text or "—"
+
+
 def _memory(row: RoleStatus) -> str:
     return memory_text(row.rss_bytes, row.mem_estimate_bytes)
 
@@ -54,7 +62,7 @@ MEMORY_TIP = ("Resident memory of the worker now; est.: what it was estimated to
 COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("Role", "role", str),
     ("State", "state", _state),
-    ("Model", "model", model_name),
+    ("Model", "model", _served_by),
     ("PID", "pid", lambda p: str(p) if p else "—"),
     ("Memory", "rss_bytes", _memory),
     ("Uptime", "uptime_s", duration),
@@ -63,12 +71,14 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("Retry in", "retry_in_s", _seconds_left),
     ("Tokens/s", "tokens_per_s", _tokens),
     ("Load time", "load_s", _load),
+    ("Round trip", "rtt_ms", _rtt),
 ]
 KEYS = [key for _h, key, _f in COLUMNS]
 STATE_COLUMN = KEYS.index("state")
 MEMORY_COLUMN = KEYS.index("rss_bytes")
+MODEL_COLUMN = KEYS.index("model")
 #: the measured RSS is shown next to the estimate
-WHOLE_ROW = frozenset({"rss_bytes"})
+WHOLE_ROW = frozenset({"rss_bytes", "model", "rtt_ms"})
 
 
 class RoleTableModel(QAbstractTableModel):
@@ -92,6 +102,8 @@ class RoleTableModel(QAbstractTableModel):
                 changed.append(STATE_COLUMN)
             if before.mem_estimate_bytes != after.mem_estimate_bytes:
                 changed.append(MEMORY_COLUMN)
+            if (before.url, before.engine) != (after.url, after.engine):
+                changed.append(MODEL_COLUMN)
             if changed:
                 self.dataChanged.emit(self.index(r, min(changed)), self.index(r, max(changed)))
 
@@ -129,8 +141,8 @@ class RoleTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if key == "state" and row.last_error:
                 return row.last_error
-            if key == "model" and value:
-                return str(value)
+            if key == "model" and (value or row.remote):
+                return row.served_by() or ""
             if key == "rss_bytes":
                 return MEMORY_TIP
         if role == Qt.ItemDataRole.TextAlignmentRole and key not in ("role", "state", "model"):

@@ -38,6 +38,7 @@ from hivetray.sampling import SAMPLED_ROLES
 from hivetray.ui.api_settings import ApiTab
 from hivetray.ui.hotkeys import toggle_command
 from hivetray.ui.model_download import ModelDownloader
+from hivetray.ui.remote_form import RemoteFields
 from hivetray.ui.sampling_form import SamplingForm
 
 
@@ -150,6 +151,10 @@ class RoleTab(QWidget):
         self.pinned = QCheckBox("Start at launch and never stop when idle")
         form.addRow("Pinned", self.pinned)
         self.sampling = SamplingForm(form) if role in SAMPLED_ROLES else None
+        self.engine = RemoteFields(role, form)
+        self.engine.local_rows = [self.model, self.downloader, self.n_ctx, self.n_threads,
+                                  *([self.mmproj] if self.mmproj else [])]
+        self.engine.sync()
         for path_field in self._path_fields():
             path_field.edit.textChanged.connect(self._validate)
 
@@ -157,7 +162,8 @@ class RoleTab(QWidget):
         return [self.model] + ([self.mmproj] if self.mmproj else [])
 
     def load(self, cfg: RoleConfig) -> None:
-        self.model.edit.setText(cfg.model or "")
+        self.engine.load(cfg)
+        self.model.edit.setText("" if cfg.remote else cfg.model or "")
         if self.mmproj is not None:
             self.mmproj.edit.setText(cfg.mmproj or "")
         self.n_ctx.setValue(cfg.n_ctx)
@@ -173,17 +179,24 @@ class RoleTab(QWidget):
             idle_s = old.idle_timeout_s  # keep sub-minute values the user wrote by hand
         if self.sampling is not None:
             old = self.sampling.value(old)
-        return replace(old, model=self.model.value(),
-                       mmproj=self.mmproj.value() if self.mmproj else old.mmproj,
-                       n_ctx=self.n_ctx.value(), n_threads=self.n_threads.value(),
-                       idle_timeout_s=idle_s, pinned=self.pinned.isChecked())
+        return self.engine.value(replace(
+            old, model=self.model.value(),
+            mmproj=self.mmproj.value() if self.mmproj else old.mmproj,
+            n_ctx=self.n_ctx.value(), n_threads=self.n_threads.value(),
+            idle_timeout_s=idle_s, pinned=self.pinned.isChecked()))
 
     def problems(self) -> list[str]:
         """Every reason the pool would refuse this role's files, shown on the field it is about.
 
         Each file is read on its own first (a missing projector is named as such), then the
         role rules run on both; the header read is cached, so this is cheap on each keystroke.
+        A remote role has no files here: only its URL is checked.
         """
+        if self.engine.remote:
+            for unused in self._path_fields():
+                unused.show_problem(None)
+            problem = self.engine.problem()
+            return [problem] if problem else []
         found: dict[PathField, str] = {}
         for path_field, what in ((self.model, "model"), (self.mmproj, "projector")):
             if path_field is not None and (problem := check_gguf(path_field.edit.text(), what)):
