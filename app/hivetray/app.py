@@ -8,6 +8,7 @@ until it is used.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,8 @@ from hivetray.probe import instance_alive
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QSystemTrayIcon
+
+    from hivetray.config import Config
 
 
 def run_desktop(paths: AppPaths) -> int:
@@ -51,21 +54,31 @@ def run_desktop(paths: AppPaths) -> int:
         early_icon.setToolTip("Hivetray — starting")
         early_icon.show()
 
-    with without_openssl():
+    from hivetray.config import load_config
+
+    loaded = load_config(paths.config_file)
+    # a remote role on https:// needs OpenSSL in this process; otherwise it stays out (~8 MiB)
+    lean = contextlib.nullcontext() if uses_tls(loaded.config) else without_openssl()
+    with lean:
         import asyncio
 
         import qasync
 
-        from hivetray.config import load_config
         from hivetray.desktop import DesktopApp
         from hivetray.logsetup import setup_logging
 
     setup_logging(paths)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    desktop = DesktopApp(paths, load_config(paths.config_file), early_icon)
+    desktop = DesktopApp(paths, loaded, early_icon)
     with loop:
         return int(loop.run_until_complete(desktop.run()))
+
+
+def uses_tls(config: Config) -> bool:
+    """Whether a role is served by a remote engine over https:// (the tray then keeps TLS)."""
+    return any(role.remote and (role.url or "").lower().startswith("https:")
+               for role in config.roles.values())
 
 
 def _no_display() -> bool:

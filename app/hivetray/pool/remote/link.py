@@ -62,6 +62,15 @@ def describe_failure(exc: BaseException, timeout_s: float) -> str:
     return f"failed ({type(exc).__name__}: {exc})"
 
 
+def process_has_tls() -> bool:
+    """Whether asyncio in this process can make TLS connections: not in a tray app that
+    imported asyncio with OpenSSL kept out (``hivetray.lean_imports``; asyncio then has no TLS
+    transport for the life of the process)."""
+    import asyncio.sslproto
+
+    return getattr(asyncio.sslproto, "ssl", None) is not None
+
+
 def tls_failure(exc: BaseException, url: str) -> RemoteSetupError | None:
     import ssl
 
@@ -139,6 +148,12 @@ class RemoteLink:
         import aiohttp
 
         started = self.clock.now()
+        if self.base.lower().startswith("https:") and not process_has_tls():
+            self._deliver({"type": "load_error", "error": error_to_wire(RemoteSetupError(
+                f"{self.url} needs TLS, which this Hivetray started without (to save memory, "
+                "the tray loads OpenSSL only when a role uses https:// at launch): quit "
+                "Hivetray and start it again"))})
+            return
         try:
             headers = self._headers()
             self._session = aiohttp.ClientSession(
