@@ -48,6 +48,7 @@ from _common import (
     median,
     summarize,
 )
+from hivetray.sampling import DEFAULT_SAMPLING
 
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 TEXTS = [f"short text number {n} about bees and flowers" for n in range(64)]
@@ -139,8 +140,11 @@ def llama_server(binary: Path, model: Path, n_ctx: int, threads: int,
 # -- streaming, four ways -------------------------------------------------------------------------
 def sse_run(port: int, key: str | None, max_tokens: int) -> Run:
     """An OpenAI SSE stream (Hivetray's API or llama-server's: the same framing)."""
+    # the role's repeat penalty said out loud, so llama-server (default 1.0) samples the same way
     body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
-            "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
+            "temperature": 0.0, "repeat_penalty": DEFAULT_SAMPLING.repeat_penalty,
+            "repeat_last_n": DEFAULT_SAMPLING.repeat_last_n,
+            "stream": True, "stream_options": {"include_usage": True}}
     started = time.perf_counter()
     response = post(port, "/v1/chat/completions", body, key)
     assert response.status == 200, response.read()

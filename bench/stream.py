@@ -158,7 +158,7 @@ def llama_server(binary: Path, model: Path, n_ctx: int, threads: int
     port = free_port()
     command = [str(binary), "-m", str(model), "-c", str(n_ctx), "-t", str(threads),
                "-tb", str(threads), "--host", "127.0.0.1", "--port", str(port), "-np", "1",
-               "--no-webui", "-fa", "off"]
+               "--no-webui", "-fa", "on"]  # as the chat worker (GENERATION_FLASH_ATTN)
     if chat_format_for(str(model)).get("chat_format") == "gemma":
         command += ["--chat-template", "gemma"]  # the worker's format for a template-less Gemma
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -19,7 +19,7 @@ from hivetray.chatparams import check_chat_params
 from hivetray.errors import InvalidRequest, ModelLoadError
 from hivetray.workers.context import RequestContext
 from hivetray.workers.generate import FLUSH_SECONDS, FLUSH_TOKENS, Engine, Request
-from hivetray.workers.loading import load_llama
+from hivetray.workers.loading import GENERATION_FLASH_ATTN, load_llama
 from hivetray.workers.spec import WorkerSpec
 
 __all__ = ["FLUSH_SECONDS", "FLUSH_TOKENS", "ChatHandler", "chat_messages", "prompt_formatter",
@@ -38,7 +38,7 @@ class ChatHandler:
 
         self.spec = spec
         named = chat_format_for(spec.model)
-        self.llm = load_llama(spec, **named)
+        self.llm = load_llama(spec, flash_attn=GENERATION_FLASH_ATTN, **named)
         self.format = prompt_formatter(self.llm, named.get("chat_format"))
         self.engine = Engine(self.llm)
 

@@ -35,7 +35,7 @@ from hivetray.models.validate import check_projector
 from hivetray.workers.chat import Formatter, chat_messages, render, stop_strings, token_text
 from hivetray.workers.context import RequestContext
 from hivetray.workers.generate import Engine, Request
-from hivetray.workers.loading import load_llama
+from hivetray.workers.loading import GENERATION_FLASH_ATTN, load_llama
 from hivetray.workers.logcapture import llama_log_callback, native_failure_reason
 from hivetray.workers.spec import WorkerSpec
 
@@ -104,7 +104,8 @@ class VisionHandler:
         check_projector(read_header(spec.model), spec.mmproj)
         assert spec.mmproj is not None
         self.chat_handler = MTMDChatHandler(clip_model_path=spec.mmproj, verbose=True)
-        self.llm = load_llama(spec, chat_handler=self.chat_handler)
+        self.llm = load_llama(spec, chat_handler=self.chat_handler,
+                              flash_attn=GENERATION_FLASH_ATTN)
         _route_mtmd_log()
         try:
             self.chat_handler._init_mtmd_context(self.llm)
