@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -242,3 +242,32 @@ def emit(name: str, result: dict[str, Any], out: Path | None, started: float) ->
 def log(message: str) -> None:
     """Progress on stderr so stdout stays one JSON object."""
     print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class SseTimes:
+    """What one OpenAI-style SSE chat stream showed: when text came, and how much."""
+
+    first: float | None = None  # perf_counter() of the first text
+    last: float = 0.0  # ... of the last text (the request's start when none came)
+    usage_tokens: int = 0  # completion_tokens of the usage chunk (0 without one)
+    deltas: int = 0  # chunks that carried text
+
+
+def read_sse(lines: Iterable[bytes], started: float) -> SseTimes:
+    """Read an SSE chat stream (Hivetray's API, llama-server, any OpenAI-compatible engine)
+    to its end: the one parser the stream benches share."""
+    times = SseTimes(last=started)
+    for raw in lines:
+        line = raw.decode().strip()
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        doc = json.loads(line[6:])
+        if doc.get("usage"):
+            times.usage_tokens = int(doc["usage"]["completion_tokens"])
+        for choice in doc.get("choices") or []:
+            if (choice.get("delta") or {}).get("content"):
+                times.last = time.perf_counter()
+                times.first = times.first or times.last
+                times.deltas += 1
+    return times

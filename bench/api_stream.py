@@ -46,6 +46,7 @@ from _common import (
     emit,
     log,
     median,
+    read_sse,
     summarize,
 )
 from hivetray.sampling import DEFAULT_SAMPLING
@@ -148,21 +149,8 @@ def sse_run(port: int, key: str | None, max_tokens: int) -> Run:
     started = time.perf_counter()
     response = post(port, "/v1/chat/completions", body, key)
     assert response.status == 200, response.read()
-    first: float | None = None
-    last = started
-    tokens = 0
-    for raw in response:
-        line = raw.decode().strip()
-        if not line.startswith("data: ") or line == "data: [DONE]":
-            continue
-        doc = json.loads(line[6:])
-        if doc.get("usage"):
-            tokens = int(doc["usage"]["completion_tokens"])
-        for choice in doc.get("choices") or []:
-            if (choice.get("delta") or {}).get("content"):
-                last = time.perf_counter()
-                first = first or last
-    return timing(started, first, last, tokens)
+    times = read_sse(response, started)
+    return timing(started, times.first, times.last, times.usage_tokens)
 
 
 def socket_run(socket_path: Path, max_tokens: int) -> Run:

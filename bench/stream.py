@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from _common import arg_parser, bench_home, chat_config, emit, log, median, summarize
+from _common import arg_parser, bench_home, chat_config, emit, log, median, read_sse, summarize
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 TARGET_TPS_RATIO = 0.98
@@ -191,23 +191,9 @@ def make_server_run(port: int, params: dict[str, Any]) -> Variant:
         started = time.perf_counter()
         conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
         response = conn.getresponse()
-        first: float | None = None
-        last = started
-        tokens = deltas = 0
-        for raw in response:
-            line = raw.decode().strip()
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            doc = json.loads(line[6:])
-            if doc.get("usage"):
-                tokens = int(doc["usage"]["completion_tokens"])
-            for choice in doc.get("choices") or []:
-                if (choice.get("delta") or {}).get("content"):
-                    last = time.perf_counter()
-                    first = first or last
-                    deltas += 1
+        times = read_sse(response, started)
         conn.close()
-        return timing(started, first, last, tokens or deltas)
+        return timing(started, times.first, times.last, times.usage_tokens or times.deltas)
 
     return run
 
