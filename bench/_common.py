@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import importlib.metadata
 import json
 import logging
@@ -17,6 +18,8 @@ import math
 import os
 import platform
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -271,3 +274,58 @@ def read_sse(lines: Iterable[bytes], started: float) -> SseTimes:
                 times.first = times.first or times.last
                 times.deltas += 1
     return times
+
+
+# -- llama-server, the reference engine --------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_healthy(port: int) -> bool:
+    with contextlib.suppress(OSError):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        conn.request("GET", "/health")
+        return conn.getresponse().status == 200
+    return False
+
+
+def start_llama_server(binary: Path, model: Path, port: int, n_ctx: int, threads: int,
+                       *extra: str) -> subprocess.Popen[bytes]:
+    """llama-server on 127.0.0.1:``port``, returned once ``/health`` answers 200 (the benches
+    that restart it — remote.py — call this again on the same port)."""
+    proc = subprocess.Popen([str(binary), "-m", str(model), "-c", str(n_ctx), "-t", str(threads),
+                             "-tb", str(threads), "--host", "127.0.0.1", "--port", str(port),
+                             "--no-webui", *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not server_healthy(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc)
+            raise RuntimeError(f"llama-server did not start ({binary}, {model.name})")
+        time.sleep(0.02)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def llama_server(binary: Path, model: Path, n_ctx: int, threads: int,
+                 *extra: str) -> Iterator[tuple[int, int]]:
+    """A llama-server for the length of a ``with``: yields (port, pid)."""
+    port = free_port()
+    proc = start_llama_server(binary, model, port, n_ctx, threads, *extra)
+    try:
+        yield port, proc.pid
+    finally:
+        stop_process(proc)

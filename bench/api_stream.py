@@ -28,7 +28,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ from _common import (
     bench_home,
     chat_config,
     emit,
+    llama_server,
     log,
     median,
     read_sse,
@@ -64,12 +64,6 @@ def timing(started: float, first: float | None, last: float, tokens: int) -> Run
     return {"ttft_ms": (first - started) * 1000, "tokens": float(tokens),
             "decode_tps": (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0,
             "e2e_tps": tokens / (last - started) if last > started else 0.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def post(port: int, path: str, body: dict[str, Any], key: str | None = None
@@ -104,35 +98,6 @@ def hivetray_daemon(home: BenchHome) -> Iterator[tuple[int, str]]:
                        capture_output=True, timeout=60, check=False)
         try:
             proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextlib.contextmanager
-def llama_server(binary: Path, model: Path, n_ctx: int, threads: int,
-                 *extra: str) -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([str(binary), "-m", str(model), "-c", str(n_ctx), "-t", str(threads),
-                             "-tb", str(threads), "--host", "127.0.0.1", "--port", str(port),
-                             "--no-webui", *extra], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "llama-server exited while starting"
-            assert time.monotonic() < deadline, "llama-server did not become healthy"
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    break
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -222,7 +187,7 @@ def bench_stream(name: str, model: Path, n_ctx: int, args: Any) -> dict[str, Any
             "cli": lambda: cli_run(home.env(), args.tokens),
         }
         if args.llama_server.is_file():
-            server = stack.enter_context(llama_server(args.llama_server, model, n_ctx,
+            server, _pid = stack.enter_context(llama_server(args.llama_server, model, n_ctx,
                                                       args.threads, "-np", "1"))
             variants["llama_server"] = lambda: sse_run(server, None, args.tokens)
         else:
@@ -275,7 +240,7 @@ def bench_embeddings(args: Any) -> dict[str, Any]:
             "api": lambda: embed_run(port, key),
             "socket": lambda: socket_embed_run(socket_path)}
         if args.llama_server.is_file():
-            server = stack.enter_context(llama_server(args.llama_server, model, 256,
+            server, _pid = stack.enter_context(llama_server(args.llama_server, model, 256,
                                                       args.threads, "--embeddings"))
             variants["llama_server"] = lambda: embed_run(server, None)
         names = list(variants)

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,39 +32,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _common import arg_parser, bench_home, emit, log, median, summarize
+from _common import (
+    arg_parser,
+    bench_home,
+    emit,
+    free_port,
+    log,
+    median,
+    start_llama_server,
+    summarize,
+)
 
 DEFAULT_SERVER = (Path.home() / ".cache" / "hivetray-bench" / "llama-server-0.3.36" / "build"
                   / "bin" / "llama-server")
 Run = dict[str, float]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def healthy(port: int) -> bool:
-    with contextlib.suppress(OSError):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        conn.request("GET", "/health")
-        return conn.getresponse().status == 200
-    return False
-
-
 def start_server(binary: Path, model: Path, port: int, n_ctx: int,
                  threads: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([str(binary), "-m", str(model), "-c", str(n_ctx), "-t",
-                             str(threads), "-tb", str(threads), "--host", "127.0.0.1",
-                             "--port", str(port), "-np", "1", "--no-webui"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not healthy(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("llama-server did not start")
-        time.sleep(0.02)
-    return proc
+    return start_llama_server(binary, model, port, n_ctx, threads, "-np", "1")
 
 
 @contextlib.contextmanager

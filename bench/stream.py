@@ -34,15 +34,23 @@ import contextlib
 import http.client
 import json
 import os
-import socket
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import arg_parser, bench_home, chat_config, emit, log, median, read_sse, summarize
+from _common import (
+    arg_parser,
+    bench_home,
+    chat_config,
+    emit,
+    llama_server,
+    log,
+    median,
+    read_sse,
+    summarize,
+)
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 TARGET_TPS_RATIO = 0.98
@@ -143,43 +151,14 @@ async def pool_run(pool: Any, max_tokens: int, params: dict[str, Any]) -> Run:
 
 
 # -- llama-server ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def llama_server(binary: Path, model: Path, n_ctx: int, threads: int
-                 ) -> Iterator[tuple[int, int]]:
-    """Start llama-server; yield (port, pid)."""
+def server_options(model: Path) -> list[str]:
+    """llama-server flags that make it generate as the chat worker does."""
     from hivetray.models.builtin import chat_format_for
 
-    port = free_port()
-    command = [str(binary), "-m", str(model), "-c", str(n_ctx), "-t", str(threads),
-               "-tb", str(threads), "--host", "127.0.0.1", "--port", str(port), "-np", "1",
-               "--no-webui", "-fa", "on"]  # as the chat worker (GENERATION_FLASH_ATTN)
+    options = ["-np", "1", "-fa", "on"]  # flash attention, as GENERATION_FLASH_ATTN
     if chat_format_for(str(model)).get("chat_format") == "gemma":
-        command += ["--chat-template", "gemma"]  # the worker's format for a template-less Gemma
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "llama-server exited while starting"
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    break
-            time.sleep(0.1)
-        yield port, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        options += ["--chat-template", "gemma"]  # the worker's format for a template-less Gemma
+    return options
 
 
 def make_server_run(port: int, params: dict[str, Any]) -> Variant:
@@ -261,7 +240,8 @@ async def bench_model(name: str, model: Path, args: Any, n_ctx: int, lengths: li
         variants["pool"] = lambda n: pool_run(pool, n, params)
         if real and args.llama_server and Path(args.llama_server).is_file():
             port, server_pid = stack.enter_context(
-                llama_server(Path(args.llama_server), model, n_ctx, args.threads))
+                llama_server(Path(args.llama_server), model, n_ctx, args.threads,
+                             *server_options(model)))
             variants["llama_server"] = make_server_run(port, params)
             pids["llama_server"] = lambda: server_pid
         if real and args.high_level:
