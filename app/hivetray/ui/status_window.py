@@ -112,8 +112,8 @@ class StatusWindow(QMainWindow):
         if not rows:
             self.detail.setText("")
             return
-        self.detail.setText(detail_html(self.model.row_data(rows[0].row())))
         row = self.model.row_data(rows[0].row())
+        self.detail.setText(detail_html(row))
         self.buttons["Retry"].setEnabled(row.can_retry)
         self.buttons["Stop"].setEnabled(row.can_stop)
         self.buttons["Restart"].setEnabled(row.configured)
