@@ -15,7 +15,8 @@
 # llama-cpp-python built with CMAKE_ARGS="-DGGML_NATIVE=OFF" (checked), and the Debian packages
 # dpkg-dev, squashfs-tools, gcc, libsquashfuse-dev and static decompressors (installed with apt
 # when missing). Nothing is downloaded except from the package registries.
-# Figures (build time, sizes) go to dist/build-info.json.
+# Figures (build time, sizes) go to dist/build-info.json; the SHA-256 of each package built in
+# this run goes to dist/SHA256SUMS (`sha256sum --check SHA256SUMS` format, names without a path).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -280,4 +281,17 @@ cat > "$DIST/build-info.json" <<EOF
  "seconds": {"total": $(secs "$T0" "$T3"), "onedir": $(secs "$T0" "$T1"), "deb": $(secs "$T1" "$T2"), "appimage": $(secs "$T2" "$T3")},
  "onedir_bytes": $(du -sb "$DIST/hivetray" | cut -f1), "deb_bytes": $(bytes "$deb_file"), "appimage_bytes": $(bytes "$app_file")}
 EOF
+# checksums of what this run built (a file left from an earlier run with other options is not
+# listed): the release job combines every platform's SHA256SUMS into one
+write_checksums() {
+  local files=() f
+  [ "$DEB" -eq 1 ] && files+=("$(basename "$deb_file")")
+  [ "$APPIMAGE" -eq 1 ] && files+=("$(basename "$app_file")")
+  rm -f "$DIST/SHA256SUMS"
+  [ ${#files[@]} -eq 0 ] && return 0
+  for f in "${files[@]}"; do [ -f "$DIST/$f" ] || fail "$f was not built"; done
+  (cd "$DIST" && sha256sum -- "${files[@]}" > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS)
+  say "SHA256SUMS:"; sed 's/^/    /' "$DIST/SHA256SUMS"
+}
+write_checksums
 say "done in $(secs "$T0" "$T3") s: $(tr -d '\n' < "$DIST/build-info.json")"

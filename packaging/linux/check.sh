@@ -11,6 +11,8 @@
 #   6. the built-in demo chat model (when the build carries it, as build.sh does by default): in
 #      the one-dir, the .deb and the AppImage; a fresh home's chat role uses it (`models`,
 #      `status` say so) and the frozen app answers with it
+#   7. checksums: dist/SHA256SUMS lists exactly the .deb and the AppImage and verifies; a changed
+#      file fails the check
 # usage: packaging/linux/check.sh [--reuse-build] [--no-tray]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -242,6 +244,23 @@ sys.exit(0 if chat['builtin'] and chat['valid'] and chat['label'] else 1)"
 else
   echo "  (built-in demo model checks skipped: the build does not carry it, build.sh --no-demo-model)"
 fi
+
+# -- 7. checksums ---------------------------------------------------------------------------------
+say "SHA256SUMS"
+SUMS="$DIST/SHA256SUMS"
+check "dist/SHA256SUMS verifies (sha256sum --check --strict)" \
+  bash -c "cd '$DIST' && sha256sum --check --strict --quiet SHA256SUMS"
+listed() { awk '{ sub(/^\*/, "", $2); print $2 }' "$SUMS" | sort | tr '\n' ' '; }
+check "SHA256SUMS lists exactly the .deb and the AppImage" \
+  test "$(listed)" = "$(printf '%s\n' "$(basename "$APPIMAGE")" "$(basename "$DEB")" | sort | tr '\n' ' ')"
+tampered_fails() {  # the same check on a copy of the .deb with one more byte must fail
+  mkdir -p "$TMP/tamper"
+  cp "$DEB" "$SUMS" "$TMP/tamper/"
+  printf 'x' >> "$TMP/tamper/$(basename "$DEB")"
+  ! (cd "$TMP/tamper" && sha256sum --check --strict --quiet --ignore-missing SHA256SUMS \
+       >/dev/null 2>&1)
+}
+check "a changed .deb fails the check" tampered_fails
 
 say "figures: $(tr -d '\n' < "$DIST/build-info.json")"
 echo "packaging: $PASSED passed, $FAILED failed"

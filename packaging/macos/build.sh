@@ -65,5 +65,11 @@ else
   codesign --force --deep --sign - "$APP" >/dev/null 2>&1 || true
 fi
 
-[ "$DMG" -eq 1 ] && packaging/macos/make-dmg.sh "$APP" "dist/Hivetray-$VERSION-$ARCH.dmg"
+rm -f dist/SHA256SUMS
+if [ "$DMG" -eq 1 ]; then
+  packaging/macos/make-dmg.sh "$APP" "dist/Hivetray-$VERSION-$ARCH.dmg"
+  # SHA256SUMS beside the .dmg, in `sha256sum --check` format (the release job combines it)
+  (cd dist && shasum -a 256 "Hivetray-$VERSION-$ARCH.dmg" > SHA256SUMS)
+  say "SHA256SUMS: $(cat dist/SHA256SUMS)"
+fi
 say "done"

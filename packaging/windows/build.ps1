@@ -59,3 +59,11 @@ Write-Host "==> Inno Setup -> dist\Hivetray-$Version-setup.exe"
 & $iscc /Q "/DAppVersion=$Version" "/DSourceDir=$Root\dist\hivetray" "/DOutputDir=$Root\dist" packaging\windows\hivetray.iss
 if ($LASTEXITCODE -ne 0) { Fail "iscc failed" }
 Get-Item "dist\Hivetray-$Version-setup.exe" | Format-Table Name, Length
+
+# SHA256SUMS beside the installer, in `sha256sum --check` format (lower-case hex, two spaces, the
+# name; LF line ends, no BOM) so the release job can combine it with the other platforms'
+$setupName = "Hivetray-$Version-setup.exe"
+$hash = (Get-FileHash -Algorithm SHA256 "dist\$setupName").Hash.ToLowerInvariant()
+[System.IO.File]::WriteAllText((Join-Path $Root "dist\SHA256SUMS"), "$hash  $setupName`n",
+    (New-Object System.Text.UTF8Encoding $false))
+Write-Host "==> SHA256SUMS: $hash  $setupName"
