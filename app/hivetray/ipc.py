@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import stat
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,9 @@ async def serve(path: Path, handler: Handler) -> Server:
     handle = Server(path, handler, os.urandom(16).hex() if tcp else None)
     old_umask = os.umask(0o177)
     try:
-        if handle.token is not None:
+        # the token is always set on Windows (``use_tcp``); naming the platform as well lets
+        # the type checker see that the unix-socket server never starts there (no AF_UNIX)
+        if sys.platform == "win32" or handle.token is not None:
             server = await asyncio.start_server(handle.on_client, "127.0.0.1", 0,
                                                 limit=REQUEST_LIMIT)
             port = server.sockets[0].getsockname()[1]

@@ -158,7 +158,14 @@ def _libc() -> Any:
 
 
 def _user(uid: int) -> str:
-    """'uid 1000 (alice)': the number always, the name when the system knows it."""
+    """'uid 1000 (alice)': the number always, the name when the system knows it.
+
+    Windows has no ``pwd`` module: the platform check says so to the type checker (which
+    otherwise reads ``pwd`` as empty there), the ImportError stays for any other system
+    without it.
+    """
+    if sys.platform == "win32":
+        return f"uid {uid}"
     try:
         import pwd
 

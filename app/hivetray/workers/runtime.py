@@ -151,7 +151,8 @@ def leave_terminal_signals() -> None:
             os.setpgid(0, 0)
         except OSError:
             pass  # already a group leader (started by hand): nothing to leave
-    if hasattr(signal, "pthread_sigmask"):
+    # Windows has no signal masks; the platform check is what the type checker follows there
+    if sys.platform != "win32" and hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +66,13 @@ def session_bus_address() -> str:
 
 def _connect(address: str, timeout: float) -> socket.socket:
     """The first unix socket of ``address`` that accepts us; every failure is an OSError, which
-    the portal reads as "no session bus"."""
+    the portal reads as "no session bus".
+
+    Windows is refused first: Python has no AF_UNIX there, and the platform check lets the type
+    checker see that no :class:`Connection` (nor its unix-only socket calls) exists there.
+    """
+    if sys.platform == "win32":
+        raise OSError("no D-Bus session bus on Windows (Python has no unix sockets there)")
     errors: list[str] = []
     try:
         for target in get_connectable_addresses(address):
@@ -160,6 +167,8 @@ class Connection(QObject):
 
     # -- receiving --------------------------------------------------------------------------------
     def _on_readable(self) -> None:
+        if sys.platform == "win32":  # unreachable: ``_connect`` refuses Windows (no AF_UNIX)
+            return
         try:
             chunk = self._sock.recv(65536, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
