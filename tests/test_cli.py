@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from hivetray import cli, ipc
+from hivetray import __version__, cli, ipc
 from hivetray.commands import chat_params
 from hivetray.errors import InsufficientMemory, ReplyTooLarge
 from hivetray.paths import AppPaths
@@ -88,3 +90,24 @@ def test_status_text_shows_the_rss_next_to_the_estimate(
     assert re.match(r"chat +ready +4242 +212 MiB \(est\. 240 MiB\) +0 ", lines[1]), lines[1]
     assert re.match(r"vision +error +- +est\. 3\.0 GiB +0 ", lines[2]), lines[2]
     assert re.match(r"embed +stopped +- +- +0 ", lines[4]), lines[4]  # after vision's error line
+
+
+def test_version_names_the_commit_build_and_llama_cpp() -> None:
+    """``python -m hivetray --version`` in a real process: the first line stays exactly
+    ``hivetray <version>`` (scripts read it), then the git commit of this checkout, the build
+    date (none from source), the llama.cpp build and whether it is packaged."""
+    proc = run_cli("--version")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"hivetray {__version__}"
+    fields = dict(line.split(None, 1) for line in lines[1:])
+    assert fields["built"] == "not built (source checkout)"
+    assert fields["packaged"] == "no"
+    assert re.fullmatch(r"\S+ \(.+\) via llama-cpp-python \S+", fields["llama.cpp"]), lines
+    repo = Path(__file__).resolve().parent.parent
+    if not (repo / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("the test tree is not a git checkout: no commit to compare")
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    # "+dirty" follows whatever is being edited in this checkout right now
+    assert fields["commit"] in (head[:12], head[:12] + "+dirty"), lines

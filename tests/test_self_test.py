@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from hivetray import __version__, buildinfo
 from hivetray.config import Config, PoolConfig, RoleConfig, default_config, save_config
 from hivetray.paths import AppPaths
 from hivetray.selftest import tiny_png
@@ -150,6 +151,29 @@ def test_nothing_configured_is_a_failure(home: AppPaths) -> None:
     assert proc.returncode == 1
     assert "0 ok, 0 failed, 4 skipped" in proc.stdout
     assert "no role has a model" in proc.stderr
+
+
+def test_the_report_names_the_build(home: AppPaths) -> None:
+    """Both reports say which build ran (version, commit, build date, llama.cpp build,
+    packaged): a self-test pasted from a user's machine identifies its build. No role is
+    configured, so nothing spawns."""
+    text = self_test()
+    json_doc = json_report(self_test("--json"))
+    expected = buildinfo.detect()  # this checkout, as the subprocesses saw it
+    lines = text.stdout.splitlines()
+    assert lines[0] == f"hivetray {__version__}"
+    # the commit line may gain or lose "+dirty" while others edit this checkout
+    commit = (expected.commit or "unknown").removesuffix("+dirty")
+    assert lines[1].startswith(f"commit     {commit}"), lines
+    assert lines[2:5] == expected.lines()[2:5]
+    assert "self-test" in lines[5] and "private pool" in lines[5]
+    build = json_doc["build"]
+    assert set(build) == {*buildinfo.KEYS, "problem"}
+    assert build["version"] == __version__ and build["packaged"] is False
+    assert build["build_date"] is None and build["problem"] is None
+    assert (build["llama_cpp_python"], build["llama_cpp_commit"]) == (
+        expected.llama_cpp_python, expected.llama_cpp_commit)
+    assert (build["commit"] or "unknown").removesuffix("+dirty") == commit
 
 
 def test_a_running_instance_is_neither_used_nor_disturbed(

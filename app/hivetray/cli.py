@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from hivetray import ROLES, __version__, cli_models, ipc, selftest
+from hivetray import ROLES, buildinfo, cli_models, ipc, selftest
 from hivetray.commands import Commands, chat_params, wire_image
 from hivetray.config import load_config
 from hivetray.errors import HivetrayError, PayloadTooLarge, first_line
@@ -35,10 +35,28 @@ from hivetray.sampling import SAMPLING_KEYS, sampling_problem
 EXIT_FAIL, EXIT_USAGE, EXIT_NO_INSTANCE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
+class VersionAction(argparse.Action):
+    """``--version``: the build's provenance (:meth:`BuildInfo.lines`), then exit 0.
+
+    Why not argparse's own action: a bug report needs the commit, build date and llama.cpp
+    build, not only the version. The first line stays exactly ``hivetray <version>``.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print("\n".join(buildinfo.current().lines()), flush=True)
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hivetray", description="Keep local llama.cpp models warm, healthy and cheap.")
-    parser.add_argument("--version", action="version", version=f"hivetray {__version__}")
+    parser.add_argument("--version", action=VersionAction,
+                        help="show the version, git commit, build date and llama.cpp build")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     daemon = sub.add_parser("daemon", help="run the instance without widgets (servers, CI)")
     daemon.add_argument("--api", action="store_true",

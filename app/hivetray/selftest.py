@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hivetray import ROLES, __version__
+from hivetray import ROLES, __version__, buildinfo
 from hivetray.config import Config, load_config
 from hivetray.errors import WorkerCrashed
 from hivetray.images import ChatImage
@@ -86,6 +86,8 @@ class Report:
             "total_s": round(self.total_s, 3),
             "orphans": self.orphans,
             "roles": [dataclasses.asdict(r) for r in self.roles],
+            # which build ran: a report from a user's machine names its commit and llama.cpp
+            "build": buildinfo.current().to_dict(),
         }
 
 
@@ -318,6 +320,7 @@ def run(paths: AppPaths, args: argparse.Namespace) -> int:
 
     config = with_builtin_chat(loaded.config, paths)
     if not args.json:
+        print("\n".join(buildinfo.current().lines()), flush=True)
         print(f"Hivetray {__version__} self-test — {'frozen build' if is_frozen() else 'Python'} "
               f"{sys.executable}, pid {os.getpid()}, private pool", flush=True)
         print(f"{'ROLE':7} {'MODEL':28} {'SPAWN→RDY':>9} {'REQUEST':>9}  {'RESULT':7} DETAIL",

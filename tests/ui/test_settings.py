@@ -223,3 +223,51 @@ def test_the_api_key_is_shown_masked_copied_whole_and_replaced_on_demand(
     renewed = ApiKey(home.api_key_file).read()
     assert renewed and renewed != key and tab.key_field.text()[-4:] == renewed[-4:]
     assert "new key" in tab.status.text().lower()
+
+
+
+def test_the_about_line_names_the_build(qtbot: QtBot, home: AppPaths) -> None:
+    """The foot of Settings says which build this is (version, commit, llama.cpp build), as
+    text a user can select and copy into a bug report."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QLabel
+
+    from hivetray import buildinfo
+
+    dialog = SettingsDialog(home, default_config())
+    qtbot.addWidget(dialog)
+    about = dialog.findChild(QLabel, "aboutLine")
+    assert about is not None and about.accessibleName() == "About Hivetray"
+    info = buildinfo.current()
+    assert about.text() == info.one_line()
+    assert f"Hivetray {info.version} · commit {info.commit or 'unknown'}" in about.text()
+    assert f"llama.cpp {info.llama_cpp_commit or 'unknown'}" in about.text()
+    assert about.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+    assert about.toolTip() == "\n".join(info.lines())
+
+
+def test_a_long_about_line_wraps_inside_the_window(qtbot: QtBot, home: AppPaths,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build whose About text is wider than the window (a long local version label) wraps
+    onto more lines: it neither widens the window nor is cut off."""
+    from PySide6.QtWidgets import QLabel
+
+    from hivetray import buildinfo
+
+    long_build = buildinfo.BuildInfo(
+        version="0.1.0", commit="748f278abcd1+dirty", build_date="2026-11-30T01:50:00Z",
+        llama_cpp_python="0.3.36+cpu.avx2.fma.f16c.openmp.nonative.debian12.build20261130.r1",
+        llama_cpp_commit="0c1e570", llama_cpp_version="0.5.0-dev", llama_cpp_build_number=1,
+        packaged=True, problem="/usr/lib/hivetray/_internal/hivetray/build_info.json is damaged")
+    monkeypatch.setattr(buildinfo, "current", lambda: long_build)
+    dialog = SettingsDialog(home, default_config())
+    qtbot.addWidget(dialog)
+    about = dialog.findChild(QLabel, "aboutLine")
+    assert about is not None and about.text() == long_build.one_line()
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    text_width = about.fontMetrics().horizontalAdvance(about.text())
+    assert about.width() < text_width and dialog.width() < text_width  # it had to wrap
+    assert dialog.contentsRect().contains(about.geometry())
+    one_line_height = about.fontMetrics().height()
+    assert about.height() >= about.heightForWidth(about.width()) > one_line_height

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hivetray import ROLES, autostart
+from hivetray import ROLES, autostart, buildinfo
 from hivetray.config import Config, PoolConfig, RoleConfig, save_config
 from hivetray.errors import InvalidModelFile, ModelLoadError, ProjectorMismatch, ProjectorMissing
 from hivetray.models.validate import check_role, open_model
@@ -216,6 +216,25 @@ class RoleTab(QWidget):
         self.problems()
 
 
+def about_line() -> QLabel:
+    """The About line at the foot of Settings: version, commit, build date, llama.cpp build.
+
+    Why here: a user filing a bug can copy exactly which build they run without a terminal.
+    Selectable, and word-wrapped so a long commit or version is never cut off; the tooltip
+    holds the full ``hivetray --version`` text.
+    """
+    info = buildinfo.current()
+    label = QLabel(info.one_line())
+    label.setObjectName("aboutLine")
+    label.setAccessibleName("About Hivetray")
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                  | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+    label.setToolTip("\n".join(info.lines()))
+    return label
+
+
 class SettingsDialog(QDialog):
     saved = Signal()
 
@@ -261,6 +280,7 @@ class SettingsDialog(QDialog):
         layout = QFormLayout(self)
         layout.addRow(tabs)
         layout.addRow(buttons)
+        layout.addRow(about_line())
         self.load(config)
 
     @staticmethod
