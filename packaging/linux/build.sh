@@ -115,6 +115,20 @@ glibc_floor() {
     | sed 's/GLIBC_//'
 }
 
+# the build's provenance, as the frozen app itself reports it (hivetray --version): written by
+# packaging/hivetray.spec into the one-dir; the .deb's control file and the AppImage's desktop
+# entry carry the same values
+read_provenance() {
+  local file="$DIST/hivetray/_internal/hivetray/build_info.json"
+  [ -f "$file" ] || fail "the one-dir lacks its build provenance ($file)"
+  eval "$(PYTHONPATH="$ROOT/app" "$PY" -m hivetray.buildinfo --shell --file "$file")"
+  [ -n "$HIVETRAY_PROBLEM" ] && fail "build provenance: $HIVETRAY_PROBLEM"
+  [ "$HIVETRAY_VERSION" = "$VERSION" ] \
+    || fail "the one-dir is version $HIVETRAY_VERSION, this checkout $VERSION (--reuse-onedir?)"
+  LLAMA_BUILD="${HIVETRAY_LLAMA_CPP_COMMIT:-unknown} (${HIVETRAY_LLAMA_CPP_VERSION:-?}, build ${HIVETRAY_LLAMA_CPP_BUILD_NUMBER:-?}) via llama-cpp-python ${HIVETRAY_LLAMA_CPP_PYTHON:-?}"
+  say "provenance: commit ${HIVETRAY_COMMIT:-unknown}, built $HIVETRAY_BUILD_DATE, llama.cpp $LLAMA_BUILD"
+}
+
 install_icons() {  # $1 = prefix (…/usr)
   local size
   for size in 16 22 24 32 48 64 128 256 512; do
@@ -169,6 +183,10 @@ Recommends: $DEB_RECOMMENDS
 Section: utils
 Priority: optional
 Homepage: https://hivetray.invalid/
+X-Hivetray-Commit: ${HIVETRAY_COMMIT:-unknown}
+X-Hivetray-Build-Date: $HIVETRAY_BUILD_DATE
+X-Hivetray-Llama-Cpp: $LLAMA_BUILD
+X-Hivetray-Packaged: $HIVETRAY_PACKAGED
 Description: keep local llama.cpp AI models warm, healthy and cheap
  Hivetray is a tray application that supervises one llama.cpp worker process
  per role (chat, vision, embeddings, reranking): lazy start, health pings,
@@ -245,7 +263,14 @@ build_appimage() {
   cp -a "$DIST/hivetray" "$appdir/usr/lib/hivetray"
   install_icons "$appdir/usr"
   install -m755 packaging/linux/AppRun "$appdir/AppRun"
-  cp resources/hivetray.desktop "$appdir/hivetray.desktop"
+  # the AppImage's own metadata, in the [Desktop Entry] group (the file ends with action
+  # groups): its version and the build's provenance, as in the .deb
+  awk -v meta="X-AppImage-Version=$VERSION
+X-Hivetray-Commit=${HIVETRAY_COMMIT:-unknown}
+X-Hivetray-Build-Date=$HIVETRAY_BUILD_DATE
+X-Hivetray-Llama-Cpp=$LLAMA_BUILD
+X-Hivetray-Packaged=$HIVETRAY_PACKAGED" '{ print } $0 == "[Desktop Entry]" { print meta }' \
+    resources/hivetray.desktop > "$appdir/hivetray.desktop"
   cp resources/icons/hivetray-256.png "$appdir/hivetray.png"
   ln -s hivetray.png "$appdir/.DirIcon"
   desktop-file-validate "$appdir/hivetray.desktop"
@@ -266,6 +291,7 @@ ensure_python
 [ -n "$VERSION" ] || fail "cannot read hivetray.__version__"
 mkdir -p "$DIST" "$WORK"
 build_onedir
+read_provenance
 T1=$(now)
 [ "$DEB" -eq 1 ] && build_deb
 T2=$(now)

@@ -13,6 +13,9 @@
 #      `status` say so) and the frozen app answers with it
 #   7. checksums: dist/SHA256SUMS lists exactly the .deb and the AppImage and verifies; a changed
 #      file fails the check
+#   8. provenance: the frozen `hivetray --version` names this checkout's commit, a build date,
+#      the llama.cpp build and "packaged yes"; the .deb (control fields, its /usr/bin/hivetray)
+#      and the AppImage (desktop entry, --version) say the same
 # usage: packaging/linux/check.sh [--reuse-build] [--no-tray]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -261,6 +264,37 @@ tampered_fails() {  # the same check on a copy of the .deb with one more byte mu
        >/dev/null 2>&1)
 }
 check "a changed .deb fails the check" tampered_fails
+
+# -- 8. provenance ---------------------------------------------------------------------------------
+say "build provenance"
+run_env "$HOME_OK" "$ONEDIR" --version > "$TMP/version.txt"
+sed 's/^/    /' "$TMP/version.txt"
+version_field() { awk -v key="$1" '$1 == key { sub(/^[^ ]+ +/, ""); print; exit }' "$2"; }
+BUILT_COMMIT=$(version_field commit "$TMP/version.txt")
+check "--version: first line 'hivetray $VERSION'" test "$(head -1 "$TMP/version.txt")" = "hivetray $VERSION"
+check "--version: packaged yes" test "$(version_field packaged "$TMP/version.txt")" = "yes"
+check "--version: a build date (ISO 8601, UTC)" \
+  grep -Eq '^built +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$' "$TMP/version.txt"
+check "--version: the llama.cpp build and llama-cpp-python's version" \
+  grep -Eq '^llama\.cpp +[0-9a-f]{7,} \(.*build [0-9]+\) via llama-cpp-python [0-9.]+$' "$TMP/version.txt"
+check "--version: no warning (the provenance file is whole)" bash -c "! grep -qi warning '$TMP/version.txt'"
+if git rev-parse HEAD >/dev/null 2>&1; then
+  HEAD_COMMIT=$(git rev-parse --short=12 HEAD)
+  check "--version: the commit is this checkout's ($HEAD_COMMIT)" \
+    test "${BUILT_COMMIT%+dirty}" = "$HEAD_COMMIT"
+fi
+check ".deb control: X-Hivetray-Commit, -Build-Date, -Llama-Cpp, -Packaged match --version" \
+  test "$(field X-Hivetray-Commit)|$(field X-Hivetray-Build-Date)|$(field X-Hivetray-Llama-Cpp)|$(field X-Hivetray-Packaged)" \
+  = "$BUILT_COMMIT|$(version_field built "$TMP/version.txt")|$(version_field llama.cpp "$TMP/version.txt")|yes"
+check "the .deb's /usr/bin/hivetray --version says the same" \
+  test "$(run_env "$HOME_OK" "$TMP/deb-root/usr/bin/hivetray" --version)" = "$(cat "$TMP/version.txt")"
+check "the AppImage's --version says the same" \
+  test "$(run_env "$HOME_OK" "$APPIMAGE" --version)" = "$(cat "$TMP/version.txt")"
+(cd "$TMP" && "$APPIMAGE" --appimage-extract hivetray.desktop >/dev/null)
+check "the AppImage's desktop entry: X-AppImage-Version and X-Hivetray-Commit" \
+  grep -qx "X-Hivetray-Commit=$BUILT_COMMIT" "$TMP/squashfs-root/hivetray.desktop"
+check "the AppImage's desktop entry: X-AppImage-Version=$VERSION" \
+  grep -qx "X-AppImage-Version=$VERSION" "$TMP/squashfs-root/hivetray.desktop"
 
 say "figures: $(tr -d '\n' < "$DIST/build-info.json")"
 echo "packaging: $PASSED passed, $FAILED failed"
