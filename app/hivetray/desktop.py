@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QSystemTrayIcon
 
-from hivetray import ipc
+from hivetray import first_run, ipc
 from hivetray.config import LoadResult
-from hivetray.errors import HivetrayError, first_line
+from hivetray.errors import HivetrayError, ModelLoadError, first_line
 from hivetray.history import History
 from hivetray.homelock import find_instance
 from hivetray.instance import Instance, UiHooks
@@ -30,9 +30,10 @@ from hivetray.ui.quick_chat import QuickChatWindow
 from hivetray.ui.tray import TrayIcon
 
 if TYPE_CHECKING:  # built on first use: not imported at start-up, where every ms counts
-    from hivetray.ui.model_download import ModelDownloadDialog
+    from hivetray.ui.model_download import CommandFor, ModelDownloadDialog
     from hivetray.ui.settings import SettingsDialog
     from hivetray.ui.status_window import StatusWindow
+    from hivetray.ui.welcome import WelcomeWindow
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ class DesktopApp:
         self.status_window: StatusWindow | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.download_dialogs: dict[str, ModelDownloadDialog] = {}
+        #: the child process a catalog download runs (tests put a stand-in here)
+        self.download_command: CommandFor | None = None
+        self.welcome: WelcomeWindow | None = None
         self.hotkeys = HotkeyManager()
         # the widgets render the instance's status, not the pool's: it names the built-in model
         self.tray = TrayIcon(self.instance.status, self.pool.clock.now, self.hotkey_label,
@@ -75,6 +79,7 @@ class DesktopApp:
         window.retry.connect(self.retry)
         window.open_settings.connect(self.show_settings)
         window.get_model.connect(self.get_model)
+        window.open_welcome.connect(self._welcome_from_quick_chat)
         if self.history.notice:
             window.show_banner(self.history.notice)
             self.pool.events.emit(Event(EventKind.HISTORY, None, self.history.notice,
@@ -110,6 +115,7 @@ class DesktopApp:
             return 1
         self._install_signals()
         self.register_hotkey()
+        self.welcome_on_first_run()
         for warning in self.loaded.warnings:
             self.pool.events.emit(Event(EventKind.CONFIG, None, warning, level="warning"))
             if self.tray_available:
@@ -190,6 +196,7 @@ class DesktopApp:
         if self.settings_dialog is None:
             self.settings_dialog = SettingsDialog(self.paths, self.instance.config)
             self.settings_dialog.saved.connect(self._apply_saved_config)
+            self.settings_dialog.show_welcome.connect(self.show_welcome)
         dialog = self.settings_dialog
         dialog.set_hotkey_status(self.hotkeys.status.message)
         dialog.load(self.instance.config)
@@ -207,14 +214,24 @@ class DesktopApp:
         """The quick chat's "Get a better model…": the catalog download for ``role``, in a small
         window of its own (the same downloader as Settings'; one per role, kept, so reopening
         it shows a running download's progress)."""
+        self._download_dialog(role).present()
+
+    def _download_dialog(self, role: str) -> ModelDownloadDialog:
         dialog = self.download_dialogs.get(role)
         if dialog is None:
-            from hivetray.ui.model_download import ModelDownloadDialog
+            from hivetray.ui.model_download import ModelDownloadDialog, cli_command
 
-            dialog = ModelDownloadDialog(role, self.paths)
-            dialog.downloader.finished.connect(self._downloaded)
+            dialog = ModelDownloadDialog(role, self.paths, self.download_command or cli_command)
+            downloader = dialog.downloader
+            downloader.finished.connect(self._downloaded)
+            # the welcome window's row for the role follows the same download
+            downloader.bar.valueChanged.connect(
+                lambda value, r=role, bar=downloader.bar: self._welcome_progress(
+                    r, value, bar.maximum()))
+            downloader.finished.connect(
+                lambda ok, message, r=role: self._welcome_download_finished(r, ok, message))
             self.download_dialogs[role] = dialog
-        dialog.present()
+        return dialog
 
     def _downloaded(self, ok: bool, _message: str) -> None:
         """The download's child process wrote the model into config.toml (and asked this
@@ -223,10 +240,97 @@ class DesktopApp:
         model back."""
         if not ok:
             return
+        self._config_changed()
+
+    def _config_changed(self) -> None:
+        """config.toml was written by a window of this app: apply it and show it everywhere."""
         self._apply_saved_config()
         if self.settings_dialog is not None:
             self.settings_dialog.load(self.instance.config)
+        if self.welcome is not None:
+            self.welcome.set_models(self._config_models())
         self._repaint()
+
+    # -- the welcome window ---------------------------------------------------------------------
+    def welcome_on_first_run(self) -> bool:
+        """At start-up: open the welcome window when ``hivetray.first_run`` says so."""
+        if not first_run.should_welcome(self.instance.config, self.paths):
+            return False
+        log.info("first run: no model is set in config.toml; showing the welcome window")
+        self.show_welcome()
+        return True
+
+    def show_welcome(self) -> None:
+        """Open the welcome window (built on first use: most starts never need it)."""
+        if self.welcome is None:
+            from hivetray.models import builtin
+            from hivetray.ui.welcome import WelcomeWindow
+
+            welcome = WelcomeWindow(builtin.LABEL if builtin.available() else None)
+            welcome.get_model.connect(self._welcome_get)
+            welcome.cancel_download.connect(self._welcome_cancel)
+            welcome.use_file.connect(self._welcome_use_file)
+            welcome.try_builtin.connect(self._welcome_try_builtin)
+            welcome.dismissed.connect(
+                lambda: first_run.remember_dismissed(self.paths, first_run.Dismissal.CLOSED))
+            self.welcome = welcome
+        self.welcome.set_models(self._config_models())
+        self.welcome.present()
+
+    def _welcome_from_quick_chat(self) -> None:
+        """The quick chat stays on top of every window: it steps aside for the welcome."""
+        self.quick_chat.hide()
+        self.show_welcome()
+
+    def _config_models(self) -> dict[str, str | None]:
+        return {role: cfg.model for role, cfg in self.instance.config.roles.items()}
+
+    def _welcome_get(self, role: str, name: str) -> None:
+        """A "Get" button: the role's catalog download starts (progress in both windows)."""
+        downloader = self._download_dialog(role).downloader
+        if downloader.process is None:
+            downloader.select(name)
+            downloader.toggle()
+        if self.welcome is not None:
+            self.welcome.download_started(role)
+
+    def _welcome_cancel(self, role: str) -> None:
+        dialog = self.download_dialogs.get(role)
+        if dialog is not None and dialog.downloader.process is not None:
+            dialog.downloader.toggle()  # kills it; ``finished`` tells the welcome window
+
+    def _welcome_progress(self, role: str, done_mb: int, total_mb: int) -> None:
+        if self.welcome is not None:
+            self.welcome.download_progress(role, done_mb, total_mb)
+
+    def _welcome_download_finished(self, role: str, ok: bool, message: str) -> None:
+        if self.welcome is not None:
+            self.welcome.download_finished(role, ok, message)
+
+    def _welcome_use_file(self, role: str, path: str) -> None:
+        """"I have a GGUF file…": checked as the pool will check it, then written and applied;
+        a file the pool would refuse is said in the window, and nothing is written."""
+        assert self.welcome is not None
+        try:
+            first_run.set_role_model(self.paths, role, path)
+        except ModelLoadError as exc:
+            self.welcome.show_message(f"{exc}\n\nChoose another file.")
+            return
+        except OSError as exc:
+            self.welcome.show_message(f"Could not save the setting: {exc}")
+            return
+        self._config_changed()
+        self.welcome.show_message(f"{path} is set for the {role} role." + (
+            " Open the quick chat from the tray menu or with its shortcut."
+            if role == "chat" else ""))
+
+    def _welcome_try_builtin(self) -> None:
+        """"Try the built-in model now": it is already the chat model; the quick chat opens."""
+        first_run.remember_dismissed(self.paths, first_run.Dismissal.BUILTIN)
+        if self.welcome is not None:
+            self.welcome.hide()
+        if not self.quick_chat.isVisible():
+            self.toggle_chat()
 
     # -- the global hotkey ------------------------------------------------------------------------
     def register_hotkey(self) -> None:

@@ -58,6 +58,8 @@ FRAME_MS = 16
 STATUS_TEXT = {"stopped": "stopped", "interrupted": "interrupted (the app closed)",
                "failed": "failed"}
 GET_MODEL = "Get a better model…"
+#: the banner's action when the chat role has no model at all: the welcome window
+GET_FIRST_MODEL = "Get a model…"
 
 
 class QuickChatWindow(QWidget):
@@ -65,6 +67,8 @@ class QuickChatWindow(QWidget):
     open_settings = Signal()
     #: "Get a better model…": open the catalog download for this role
     get_model = Signal(str)
+    #: "Get a model…" (no chat model at all): the welcome window, with every way to one
+    open_welcome = Signal()
     hidden = Signal()
 
     def __init__(self, session: ChatSession) -> None:
@@ -107,6 +111,7 @@ class QuickChatWindow(QWidget):
         self.banner_button = QPushButton()
         self.banner_button.clicked.connect(self._banner_action)
         self._banner_role: str | None = None
+        self._banner_welcome = False  # the action opens the welcome window, not Settings
         banner_row = QHBoxLayout()
         banner_row.addWidget(self.banner, 1)
         banner_row.addWidget(self.banner_button)
@@ -299,7 +304,9 @@ class QuickChatWindow(QWidget):
         self._paint_reply()
         if self.reply is not None:
             self.reply.set_status(f"failed: {message}")
-        if isinstance(error, RoleUnconfigured):  # e.g. an image but no vision model: set one
+        if isinstance(error, RoleUnconfigured) and error.role == "chat":
+            self.show_banner(message, GET_FIRST_MODEL, None, welcome=True)
+        elif isinstance(error, RoleUnconfigured):  # e.g. an image but no vision model: set one
             self.show_banner(message, "Set one…", None)
         elif isinstance(error, CircuitOpen | RoleInError):
             self.show_banner(message, "Retry now", error.role)
@@ -311,11 +318,15 @@ class QuickChatWindow(QWidget):
         self.send_button.setEnabled(not busy)
 
     # -- role problems ---------------------------------------------------------------------------
-    def show_banner(self, text: str, action: str = "", role: str | None = None) -> None:
+    def show_banner(self, text: str, action: str = "", role: str | None = None, *,
+                    welcome: bool = False) -> None:
+        """``action`` retries ``role``; without a role it opens Settings, or with ``welcome``
+        the welcome window."""
         self.banner.setText(text)
         self.banner_button.setText(action)
         self.banner_button.setVisible(bool(action))
         self._banner_role = role
+        self._banner_welcome = welcome
         self.banner_box.setVisible(bool(text))
 
     def update_roles(self, roles: Sequence[RoleStatus]) -> None:
@@ -333,12 +344,14 @@ class QuickChatWindow(QWidget):
         elif chat.state is RoleState.ERROR:
             self.show_banner(f"The chat model could not load: {chat.last_error}", "Retry", "chat")
         elif not chat.configured:
-            self.show_banner("No chat model is set yet.", "Set one…", None)
+            self.show_banner("No chat model is set yet.", GET_FIRST_MODEL, None, welcome=True)
         elif self._banner_role == "chat":
             self.show_banner("")
 
     def _banner_action(self) -> None:
-        if self._banner_role is None:
+        if self._banner_welcome:
+            self.open_welcome.emit()
+        elif self._banner_role is None:
             self.open_settings.emit()
         else:
             self.retry.emit(self._banner_role)

@@ -218,6 +218,8 @@ class RoleTab(QWidget):
 
 class SettingsDialog(QDialog):
     saved = Signal()
+    #: "Show the welcome window…": the first-run window again, whatever the config says
+    show_welcome = Signal()
 
     def __init__(self, paths: AppPaths, config: Config) -> None:
         super().__init__()
@@ -251,6 +253,11 @@ class SettingsDialog(QDialog):
         form.addRow("…within", self.restart_window)
         self.cooldown = self._seconds(1, 3600)
         form.addRow("Then pause restarts for", self.cooldown)
+        welcome = QPushButton("Show the welcome window…")
+        welcome.setToolTip("The first-run window: recommended models per role, your own GGUF "
+                           "file, the built-in model")
+        welcome.clicked.connect(self.show_welcome)
+        form.addRow("Getting started", welcome)
         tabs.addTab(general, "General")
         self.api_tab = ApiTab(paths)
         tabs.addTab(self.api_tab, "API")
