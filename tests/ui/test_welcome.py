@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import qasync
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
 from hivetray import ROLES, first_run
@@ -156,6 +156,38 @@ def test_a_download_shows_progress_then_its_outcome_and_can_be_cancelled(qtbot: 
                              "resume.")
     assert not row.bar.isVisible() and row.button.text() == "Get"
     assert "cancelled" in row.note.text() and row.note.isVisible()
+
+
+def cut_off(window: QWidget) -> list[str]:
+    """The shown labels whose text does not fit their geometry (wrapped: too short;
+    one line: too narrow)."""
+    window.layout().activate()
+    QApplication.processEvents()
+    bad = []
+    for label in window.findChildren(QLabel):
+        if not label.isVisible() or not label.text():
+            continue
+        if label.wordWrap():
+            fits = label.heightForWidth(label.width()) <= label.height()
+        else:
+            fits = label.sizeHint().width() <= label.width()
+        if not fits:
+            bad.append(label.text())
+    return bad
+
+
+def test_no_text_is_cut_off_as_rows_grow(qtbot: QtBot) -> None:
+    window = WelcomeWindow(builtin.LABEL)
+    qtbot.addWidget(window)
+    window.present()
+    assert cut_off(window) == []
+    window.set_models({"chat": "/home/me/models/a-model-with-a-long-name.Q4_K_M.gguf"})
+    window.download_started("embed")
+    window.download_finished("rerank", False, "hivetray: cannot fetch gpustack/bge-reranker-v2-"
+                             "m3-GGUF: connection refused (offline?) — press Download to resume.")
+    window.show_message("/tmp/x.gguf is not a GGUF model file Hivetray can load: bad magic "
+                        "number; it is damaged or not a model: pick another file")
+    assert cut_off(window) == []
 
 
 # -- wired into the app -----------------------------------------------------------------------

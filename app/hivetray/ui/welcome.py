@@ -101,7 +101,7 @@ class WelcomeWindow(QDialog):
         heading = QLabel("<h2>Welcome to Hivetray</h2>")
         intro = QLabel(INTRO)
         intro.setWordWrap(True)
-        layout = QVBoxLayout(self)
+        self._layout = layout = QVBoxLayout(self)
         layout.addWidget(heading)
         layout.addWidget(intro)
         layout.addLayout(self._role_grid())
@@ -121,6 +121,7 @@ class WelcomeWindow(QDialog):
         self.rejected.connect(self.dismissed)  # Esc and Close both reject
         self.resize(max(self.sizeHint().width(), text_size(self, 100, 1).width()),
                     self.sizeHint().height())
+        self._fit()
 
     def _role_grid(self) -> QGridLayout:
         grid = QGridLayout()
@@ -227,6 +228,7 @@ class WelcomeWindow(QDialog):
         row.note.hide()
         row.button.setText(CANCEL)
         describe(row.button, f"Cancel the download of {row.entry.name}")
+        self._fit()
 
     def download_progress(self, role: str, done_mb: int, total_mb: int) -> None:
         row = self.rows[role]
@@ -241,14 +243,25 @@ class WelcomeWindow(QDialog):
         row.bar.hide()
         row.button.setText(GET)
         describe(row.button, f"Get {row.entry.name} for the {role} role")
-        self._note(row, message)
+        self._note(row, message)  # fits the window
 
     def show_message(self, text: str) -> None:
         """An outcome of "I have a GGUF file…": in full, wrapped and selectable."""
         self.message.setText(text)
         self.message.setVisible(bool(text))
+        self._fit()
 
-    @staticmethod
-    def _note(row: RoleRow, text: str) -> None:
+    def _note(self, row: RoleRow, text: str) -> None:
         row.note.setText(text)
         row.note.setVisible(bool(text))
+        self._fit()
+
+    def _fit(self) -> None:
+        """Take the height the wrapped texts need at the current width, so a progress bar or
+        a long message that appears is never cut off (a window does not grow by itself)."""
+        layout = self._layout
+        layout.activate()
+        needed = layout.totalHeightForWidth(self.width()) if layout.hasHeightForWidth() \
+            else layout.totalSizeHint().height()
+        if needed > 0 and needed != self.height():
+            self.resize(self.width(), needed)
