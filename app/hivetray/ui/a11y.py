@@ -5,10 +5,12 @@ Why each exists:
 
 * **Focus.** Qt's Fusion style (the default on Linux without a platform theme) draws no focus
   mark on scroll areas and read-only text views, so a keyboard user who tabs into the
-  quick chat's conversation or the status window's logs cannot see where they are.
-  :data:`FOCUS_STYLE` is a window style sheet rule for exactly those widgets; buttons, fields,
-  boxes and tables keep the style's own focus frame. It lives here, in the package, rather than
-  in ``resources/``: a pip-installed Hivetray has no ``resources/`` folder.
+  quick chat's conversation or the status window's logs cannot see where they are; and it
+  draws a focused push button exactly as it draws a dialog's default button, so in Settings
+  the Save button looks focused wherever the focus is. :data:`FOCUS_STYLE` is a window style
+  sheet rule for exactly those widgets; fields, boxes, tabs and tables keep the style's own
+  focus frame. It lives here, in the package, rather than in ``resources/``: a pip-installed
+  Hivetray has no ``resources/`` folder.
 * **Names.** A screen reader reads a button by its text; the clear button Qt puts in a line
   edit has none (:func:`name_clear_buttons`).
 * **Sizes.** A window sized in pixels is cramped under a large font or a scaled screen and huge
@@ -25,6 +27,11 @@ from PySide6.QtWidgets import QAbstractButton, QLineEdit, QToolButton, QWidget
 #: a clear highlight frame on the widgets whose focus the default style does not show
 FOCUS_STYLE = """
 QAbstractScrollArea:focus { border: 2px solid palette(highlight); }
+QPushButton:focus {
+    border: 2px solid palette(highlight); border-radius: 4px; padding: 0px;
+    background: qlineargradient(x1: 0, y1: 0, x2: 0, y2: 1,
+                                stop: 0 palette(light), stop: 1 palette(button));
+}
 """
 #: the fraction of the screen a window may take at most
 SCREEN_SHARE = 0.9

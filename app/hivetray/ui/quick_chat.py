@@ -42,6 +42,7 @@ from hivetray.errors import (
 from hivetray.history import HistoryError, Message
 from hivetray.pool.states import RoleState
 from hivetray.pool.status import RoleStatus
+from hivetray.ui.a11y import FOCUS_STYLE, describe, text_size
 from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.chat_widgets import Attachment, ChatInput, MessageView
 
@@ -77,8 +78,8 @@ class QuickChatWindow(QWidget):
         self.setWindowTitle(WINDOW_TITLE)
         self.setObjectName("quickChat")
         self.setAcceptDrops(True)
-        self.setStyleSheet(STYLE)
-        self.resize(720, 560)
+        self.setStyleSheet(STYLE + FOCUS_STYLE)
+        self.resize(text_size(self, 104, 36))
         self.session = session
         self.reply: MessageView | None = None
         self._build()
@@ -97,6 +98,7 @@ class QuickChatWindow(QWidget):
     def _build(self) -> None:
         self.conversations = QComboBox()
         self.conversations.setToolTip("Earlier conversations")
+        describe(self.conversations, "Earlier conversations")
         self.conversations.activated.connect(self._open_selected)
         new_chat = QPushButton("New chat")
         new_chat.setToolTip("Start a new conversation (Ctrl+N)")
@@ -140,8 +142,12 @@ class QuickChatWindow(QWidget):
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll_area.setWidget(self.messages_box)
+        describe(self.scroll_area, "Conversation", "The messages of this conversation, oldest "
+                 "first; each says who wrote it")
         self.attachment = Attachment()
         self.input = ChatInput()
+        describe(self.input, "Message", "Enter sends, Shift+Enter starts a new line, Esc stops "
+                 "the reply or hides the window, Ctrl+V pastes an image")
         self.input.submit.connect(self.send)
         self.input.image_pasted.connect(self.attach)
         attach = QPushButton("Attach image…")
@@ -296,6 +302,8 @@ class QuickChatWindow(QWidget):
 
     def _on_finished(self, result: dict[str, Any]) -> None:
         self._paint_reply()
+        if self.reply is not None:
+            self.reply.settle()
         if self.reply is not None and result.get("finish_reason") == "cancelled":
             self.reply.set_status("stopped")
 
@@ -303,6 +311,7 @@ class QuickChatWindow(QWidget):
         message = first_line(error)
         self._paint_reply()
         if self.reply is not None:
+            self.reply.settle()
             self.reply.set_status(f"failed: {message}")
         if isinstance(error, RoleUnconfigured) and error.role == "chat":
             self.show_banner(message, GET_FIRST_MODEL, None, welcome=True)

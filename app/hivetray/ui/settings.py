@@ -35,6 +35,7 @@ from hivetray.errors import InvalidModelFile, ModelLoadError, ProjectorMismatch,
 from hivetray.models.validate import check_role, open_model
 from hivetray.paths import AppPaths
 from hivetray.sampling import SAMPLED_ROLES
+from hivetray.ui.a11y import FOCUS_STYLE, describe, name_clear_buttons
 from hivetray.ui.api_settings import ApiTab
 from hivetray.ui.hotkeys import toggle_command
 from hivetray.ui.model_download import ModelDownloader
@@ -99,7 +100,9 @@ class PathField(QWidget):
         self.edit = QLineEdit()
         self.edit.setPlaceholderText("no model: the role stays off")
         self.edit.setClearButtonEnabled(True)
+        describe(self.edit, caption)
         browse = QPushButton("Browse…")
+        describe(browse, f"Browse for the {caption[:1].lower()}{caption[1:]}")
         browse.clicked.connect(self._browse)
         self._caption = caption
         layout = QHBoxLayout(self)
@@ -224,6 +227,7 @@ class SettingsDialog(QDialog):
     def __init__(self, paths: AppPaths, config: Config) -> None:
         super().__init__()
         self.setWindowTitle("Hivetray — Settings")
+        self.setStyleSheet(FOCUS_STYLE)
         self.paths = paths
         self.config = config
         tabs = QTabWidget()
@@ -268,6 +272,7 @@ class SettingsDialog(QDialog):
         layout = QFormLayout(self)
         layout.addRow(tabs)
         layout.addRow(buttons)
+        name_clear_buttons(self)
         self.load(config)
 
     @staticmethod
