@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from hivetray import ROLES
 from hivetray.models.catalog import DEFAULTS, CatalogEntry, find
-from hivetray.ui.a11y import describe, text_size
+from hivetray.ui.a11y import FOCUS_STYLE, describe, text_size
 
 WINDOW_TITLE = "Hivetray — Welcome"
 INTRO = ("Hivetray keeps local AI models ready on this computer: a chat window one keyboard "
@@ -96,6 +96,7 @@ class WelcomeWindow(QDialog):
                  choose_file: ChooseFile = ask_gguf_path) -> None:
         super().__init__()
         self.setWindowTitle(WINDOW_TITLE)
+        self.setStyleSheet(FOCUS_STYLE)
         self._choose_file = choose_file
         self.rows: dict[str, RoleRow] = {}
         heading = QLabel("<h2>Welcome to Hivetray</h2>")
