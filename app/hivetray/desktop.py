@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QSystemTrayIcon
 
-from hivetray import first_run, ipc
+from hivetray import ipc
 from hivetray.config import LoadResult
-from hivetray.errors import HivetrayError, ModelLoadError, first_line
+from hivetray.errors import HivetrayError, first_line
 from hivetray.history import History
 from hivetray.homelock import find_instance
 from hivetray.instance import Instance, UiHooks
@@ -28,6 +28,7 @@ from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.hotkeys import HotkeyManager, HotkeyStatus
 from hivetray.ui.quick_chat import QuickChatWindow
 from hivetray.ui.tray import TrayIcon
+from hivetray.welcome_flow import WelcomeFlow
 
 if TYPE_CHECKING:  # built on first use: not imported at start-up, where every ms counts
     from hivetray.ui.model_download import CommandFor, ModelDownloadDialog
@@ -54,7 +55,8 @@ class DesktopApp:
         self.download_dialogs: dict[str, ModelDownloadDialog] = {}
         #: the child process a catalog download runs (tests put a stand-in here)
         self.download_command: CommandFor | None = None
-        self.welcome: WelcomeWindow | None = None
+        self.welcome_flow = WelcomeFlow(paths, lambda: self.instance.config, self._download_dialog,
+                                        self._config_changed, self._open_quick_chat)
         self.hotkeys = HotkeyManager()
         # the widgets render the instance's status, not the pool's: it names the built-in model
         self.tray = TrayIcon(self.instance.status, self.pool.clock.now, self.hotkey_label,
@@ -224,12 +226,7 @@ class DesktopApp:
             dialog = ModelDownloadDialog(role, self.paths, self.download_command or cli_command)
             downloader = dialog.downloader
             downloader.finished.connect(self._downloaded)
-            # the welcome window's row for the role follows the same download
-            downloader.bar.valueChanged.connect(
-                lambda value, r=role, bar=downloader.bar: self._welcome_progress(
-                    r, value, bar.maximum()))
-            downloader.finished.connect(
-                lambda ok, message, r=role: self._welcome_download_finished(r, ok, message))
+            self.welcome_flow.follow(role, downloader)  # the welcome window shows it too
             self.download_dialogs[role] = dialog
         return dialog
 
@@ -247,88 +244,26 @@ class DesktopApp:
         self._apply_saved_config()
         if self.settings_dialog is not None:
             self.settings_dialog.load(self.instance.config)
-        if self.welcome is not None:
-            self.welcome.set_models(self._config_models())
+        self.welcome_flow.config_changed()
         self._repaint()
 
-    # -- the welcome window ---------------------------------------------------------------------
+    # -- the welcome window (hivetray.welcome_flow does the work) ----------------------------
+    @property
+    def welcome(self) -> WelcomeWindow | None:
+        return self.welcome_flow.window
+
     def welcome_on_first_run(self) -> bool:
-        """At start-up: open the welcome window when ``hivetray.first_run`` says so."""
-        if not first_run.should_welcome(self.instance.config, self.paths):
-            return False
-        log.info("first run: no model is set in config.toml; showing the welcome window")
-        self.show_welcome()
-        return True
+        return self.welcome_flow.on_start()
 
     def show_welcome(self) -> None:
-        """Open the welcome window (built on first use: most starts never need it)."""
-        if self.welcome is None:
-            from hivetray.models import builtin
-            from hivetray.ui.welcome import WelcomeWindow
-
-            welcome = WelcomeWindow(builtin.LABEL if builtin.available() else None)
-            welcome.get_model.connect(self._welcome_get)
-            welcome.cancel_download.connect(self._welcome_cancel)
-            welcome.use_file.connect(self._welcome_use_file)
-            welcome.try_builtin.connect(self._welcome_try_builtin)
-            welcome.dismissed.connect(
-                lambda: first_run.remember_dismissed(self.paths, first_run.Dismissal.CLOSED))
-            self.welcome = welcome
-        self.welcome.set_models(self._config_models())
-        self.welcome.present()
+        self.welcome_flow.show()
 
     def _welcome_from_quick_chat(self) -> None:
         """The quick chat stays on top of every window: it steps aside for the welcome."""
         self.quick_chat.hide()
         self.show_welcome()
 
-    def _config_models(self) -> dict[str, str | None]:
-        return {role: cfg.model for role, cfg in self.instance.config.roles.items()}
-
-    def _welcome_get(self, role: str, name: str) -> None:
-        """A "Get" button: the role's catalog download starts (progress in both windows)."""
-        downloader = self._download_dialog(role).downloader
-        if downloader.process is None:
-            downloader.select(name)
-            downloader.toggle()
-        if self.welcome is not None:
-            self.welcome.download_started(role)
-
-    def _welcome_cancel(self, role: str) -> None:
-        dialog = self.download_dialogs.get(role)
-        if dialog is not None and dialog.downloader.process is not None:
-            dialog.downloader.toggle()  # kills it; ``finished`` tells the welcome window
-
-    def _welcome_progress(self, role: str, done_mb: int, total_mb: int) -> None:
-        if self.welcome is not None:
-            self.welcome.download_progress(role, done_mb, total_mb)
-
-    def _welcome_download_finished(self, role: str, ok: bool, message: str) -> None:
-        if self.welcome is not None:
-            self.welcome.download_finished(role, ok, message)
-
-    def _welcome_use_file(self, role: str, path: str) -> None:
-        """"I have a GGUF file…": checked as the pool will check it, then written and applied;
-        a file the pool would refuse is said in the window, and nothing is written."""
-        assert self.welcome is not None
-        try:
-            first_run.set_role_model(self.paths, role, path)
-        except ModelLoadError as exc:
-            self.welcome.show_message(f"{exc}\n\nChoose another file.")
-            return
-        except OSError as exc:
-            self.welcome.show_message(f"Could not save the setting: {exc}")
-            return
-        self._config_changed()
-        self.welcome.show_message(f"{path} is set for the {role} role." + (
-            " Open the quick chat from the tray menu or with its shortcut."
-            if role == "chat" else ""))
-
-    def _welcome_try_builtin(self) -> None:
-        """"Try the built-in model now": it is already the chat model; the quick chat opens."""
-        first_run.remember_dismissed(self.paths, first_run.Dismissal.BUILTIN)
-        if self.welcome is not None:
-            self.welcome.hide()
+    def _open_quick_chat(self) -> None:
         if not self.quick_chat.isVisible():
             self.toggle_chat()
 
