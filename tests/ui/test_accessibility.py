@@ -224,6 +224,14 @@ def test_the_conversation_reads_as_who_said_what(quick_chat: QuickChatWindow) ->
     assert long.body.accessibleName() == "x" * 100
 
 
+def test_a_streamed_reply_reads_as_words_once_it_ends(quick_chat: QuickChatWindow) -> None:
+    quick_chat.reply = quick_chat._add_view("assistant")
+    for piece in ("**Paris** is", " the capital."):
+        quick_chat._on_chunk(piece)
+    quick_chat._on_finished({"finish_reason": "stop"})
+    assert quick_chat.reply.body.accessibleName() == "Paris is the capital."
+
+
 # -- sizes ----------------------------------------------------------------------------------------
 def sizes_under_fonts(qapp: QApplication, make: Callable[[], QWidget]) -> list[tuple[int, int]]:
     base = qapp.font()

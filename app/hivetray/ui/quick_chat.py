@@ -304,8 +304,8 @@ class QuickChatWindow(QWidget):
         self._paint_reply()
         if self.reply is not None:
             self.reply.settle()
-        if self.reply is not None and result.get("finish_reason") == "cancelled":
-            self.reply.set_status("stopped")
+            if result.get("finish_reason") == "cancelled":
+                self.reply.set_status("stopped")
 
     def _on_failed(self, error: HivetrayError) -> None:
         message = first_line(error)
