@@ -28,11 +28,13 @@ from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.hotkeys import HotkeyManager, HotkeyStatus
 from hivetray.ui.quick_chat import QuickChatWindow
 from hivetray.ui.tray import TrayIcon
+from hivetray.welcome_flow import WelcomeFlow
 
 if TYPE_CHECKING:  # built on first use: not imported at start-up, where every ms counts
-    from hivetray.ui.model_download import ModelDownloadDialog
+    from hivetray.ui.model_download import CommandFor, ModelDownloadDialog
     from hivetray.ui.settings import SettingsDialog
     from hivetray.ui.status_window import StatusWindow
+    from hivetray.ui.welcome import WelcomeWindow
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ class DesktopApp:
         self.status_window: StatusWindow | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.download_dialogs: dict[str, ModelDownloadDialog] = {}
+        #: the child process a catalog download runs (tests put a stand-in here)
+        self.download_command: CommandFor | None = None
+        self.welcome_flow = WelcomeFlow(paths, lambda: self.instance.config, self._download_dialog,
+                                        self._config_changed, self._open_quick_chat)
         self.hotkeys = HotkeyManager()
         # the widgets render the instance's status, not the pool's: it names the built-in model
         self.tray = TrayIcon(self.instance.status, self.pool.clock.now, self.hotkey_label,
@@ -75,6 +81,7 @@ class DesktopApp:
         window.retry.connect(self.retry)
         window.open_settings.connect(self.show_settings)
         window.get_model.connect(self.get_model)
+        window.open_welcome.connect(self._welcome_from_quick_chat)
         if self.history.notice:
             window.show_banner(self.history.notice)
             self.pool.events.emit(Event(EventKind.HISTORY, None, self.history.notice,
@@ -110,6 +117,7 @@ class DesktopApp:
             return 1
         self._install_signals()
         self.register_hotkey()
+        self.welcome_on_first_run()
         for warning in self.loaded.warnings:
             self.pool.events.emit(Event(EventKind.CONFIG, None, warning, level="warning"))
             if self.tray_available:
@@ -190,6 +198,7 @@ class DesktopApp:
         if self.settings_dialog is None:
             self.settings_dialog = SettingsDialog(self.paths, self.instance.config)
             self.settings_dialog.saved.connect(self._apply_saved_config)
+            self.settings_dialog.show_welcome.connect(self.show_welcome)
         dialog = self.settings_dialog
         dialog.set_hotkey_status(self.hotkeys.status.message)
         dialog.load(self.instance.config)
@@ -207,14 +216,19 @@ class DesktopApp:
         """The quick chat's "Get a better model…": the catalog download for ``role``, in a small
         window of its own (the same downloader as Settings'; one per role, kept, so reopening
         it shows a running download's progress)."""
+        self._download_dialog(role).present()
+
+    def _download_dialog(self, role: str) -> ModelDownloadDialog:
         dialog = self.download_dialogs.get(role)
         if dialog is None:
-            from hivetray.ui.model_download import ModelDownloadDialog
+            from hivetray.ui.model_download import ModelDownloadDialog, cli_command
 
-            dialog = ModelDownloadDialog(role, self.paths)
-            dialog.downloader.finished.connect(self._downloaded)
+            dialog = ModelDownloadDialog(role, self.paths, self.download_command or cli_command)
+            downloader = dialog.downloader
+            downloader.finished.connect(self._downloaded)
+            self.welcome_flow.follow(role, downloader)  # the welcome window shows it too
             self.download_dialogs[role] = dialog
-        dialog.present()
+        return dialog
 
     def _downloaded(self, ok: bool, _message: str) -> None:
         """The download's child process wrote the model into config.toml (and asked this
@@ -223,10 +237,35 @@ class DesktopApp:
         model back."""
         if not ok:
             return
+        self._config_changed()
+
+    def _config_changed(self) -> None:
+        """config.toml was written by a window of this app: apply it and show it everywhere."""
         self._apply_saved_config()
         if self.settings_dialog is not None:
             self.settings_dialog.load(self.instance.config)
+        self.welcome_flow.config_changed()
         self._repaint()
+
+    # -- the welcome window (hivetray.welcome_flow does the work) ----------------------------
+    @property
+    def welcome(self) -> WelcomeWindow | None:
+        return self.welcome_flow.window
+
+    def welcome_on_first_run(self) -> bool:
+        return self.welcome_flow.on_start()
+
+    def show_welcome(self) -> None:
+        self.welcome_flow.show()
+
+    def _welcome_from_quick_chat(self) -> None:
+        """The quick chat stays on top of every window: it steps aside for the welcome."""
+        self.quick_chat.hide()
+        self.show_welcome()
+
+    def _open_quick_chat(self) -> None:
+        if not self.quick_chat.isVisible():
+            self.toggle_chat()
 
     # -- the global hotkey ------------------------------------------------------------------------
     def register_hotkey(self) -> None:

@@ -7,7 +7,15 @@ import re
 from collections.abc import Iterable
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, Qt, Signal
-from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication, QImage, QKeyEvent, QPixmap
+from PySide6.QtGui import (
+    QFont,
+    QFontDatabase,
+    QGuiApplication,
+    QImage,
+    QKeyEvent,
+    QPixmap,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -81,6 +89,18 @@ def with_emoji_fallback(font: QFont, installed: Iterable[str] | None = None) -> 
     return fallback
 
 
+def plain_text(markdown: str) -> str:
+    """What a screen reader should say for a message: its words, without Markdown marks or
+    the zero-width breaks :func:`soft_wrap` puts in for the screen."""
+    document = QTextDocument()
+    document.setMarkdown(markdown)
+    return document.toPlainText().strip()
+
+
+#: who wrote a message, as a screen reader says it before the message
+SPEAKERS = {"user": "You", "assistant": "Hivetray"}
+
+
 def image_to_png(image: QImage) -> bytes:
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
@@ -129,6 +149,7 @@ class MessageView(QFrame):
         self.role = role
         self.markdown = text
         self.setObjectName("userMessage" if role == "user" else "assistantMessage")
+        self.setAccessibleName(SPEAKERS.get(role, role))
         self.setFrameShape(QFrame.Shape.StyledPanel)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
@@ -156,19 +177,28 @@ class MessageView(QFrame):
             actions = QHBoxLayout()
             actions.addStretch(1)
             self.copy_code = QPushButton("Copy code")
+            self.copy_code.setAccessibleName("Copy the code of this reply")
             self.copy_code.clicked.connect(self._copy_code)
             self.copy_code.hide()
             copy = QPushButton("Copy")
+            copy.setAccessibleName("Copy this reply")
             copy.setToolTip("Copy this reply as Markdown")
             copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.markdown))
             actions.addWidget(self.copy_code)
             actions.addWidget(copy)
             layout.addLayout(actions)
         self.repaint_text()
+        if text:
+            self.settle()
 
     def append(self, piece: str) -> None:
         """Cheap: the text grows; the window repaints at most once per frame."""
         self.markdown += piece
+
+    def settle(self) -> None:
+        """The text is complete: give screen readers its words (while it streams they read
+        the label as it is; converting the Markdown on every frame would cost the loop)."""
+        self.body.setAccessibleName(plain_text(self.markdown))
 
     def repaint_text(self) -> None:
         self.body.setText(soft_wrap(self.markdown) or "…")
@@ -195,6 +225,7 @@ class Attachment(QWidget):
         self.thumb = QLabel()
         self.label = QLabel()
         remove = QPushButton("Remove")
+        remove.setAccessibleName("Remove the attached image")
         remove.clicked.connect(self.clear)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -42,6 +42,7 @@ from hivetray.errors import (
 from hivetray.history import HistoryError, Message
 from hivetray.pool.states import RoleState
 from hivetray.pool.status import RoleStatus
+from hivetray.ui.a11y import FOCUS_STYLE, describe, text_size
 from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.chat_widgets import Attachment, ChatInput, MessageView
 
@@ -58,6 +59,8 @@ FRAME_MS = 16
 STATUS_TEXT = {"stopped": "stopped", "interrupted": "interrupted (the app closed)",
                "failed": "failed"}
 GET_MODEL = "Get a better model…"
+#: the banner's action when the chat role has no model at all: the welcome window
+GET_FIRST_MODEL = "Get a model…"
 
 
 class QuickChatWindow(QWidget):
@@ -65,6 +68,8 @@ class QuickChatWindow(QWidget):
     open_settings = Signal()
     #: "Get a better model…": open the catalog download for this role
     get_model = Signal(str)
+    #: "Get a model…" (no chat model at all): the welcome window, with every way to one
+    open_welcome = Signal()
     hidden = Signal()
 
     def __init__(self, session: ChatSession) -> None:
@@ -73,8 +78,8 @@ class QuickChatWindow(QWidget):
         self.setWindowTitle(WINDOW_TITLE)
         self.setObjectName("quickChat")
         self.setAcceptDrops(True)
-        self.setStyleSheet(STYLE)
-        self.resize(720, 560)
+        self.setStyleSheet(STYLE + FOCUS_STYLE)
+        self.resize(text_size(self, 104, 36))
         self.session = session
         self.reply: MessageView | None = None
         self._build()
@@ -93,6 +98,7 @@ class QuickChatWindow(QWidget):
     def _build(self) -> None:
         self.conversations = QComboBox()
         self.conversations.setToolTip("Earlier conversations")
+        describe(self.conversations, "Earlier conversations")
         self.conversations.activated.connect(self._open_selected)
         new_chat = QPushButton("New chat")
         new_chat.setToolTip("Start a new conversation (Ctrl+N)")
@@ -107,6 +113,7 @@ class QuickChatWindow(QWidget):
         self.banner_button = QPushButton()
         self.banner_button.clicked.connect(self._banner_action)
         self._banner_role: str | None = None
+        self._banner_welcome = False  # the action opens the welcome window, not Settings
         banner_row = QHBoxLayout()
         banner_row.addWidget(self.banner, 1)
         banner_row.addWidget(self.banner_button)
@@ -135,8 +142,12 @@ class QuickChatWindow(QWidget):
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll_area.setWidget(self.messages_box)
+        describe(self.scroll_area, "Conversation", "The messages of this conversation, oldest "
+                 "first; each says who wrote it")
         self.attachment = Attachment()
         self.input = ChatInput()
+        describe(self.input, "Message", "Enter sends, Shift+Enter starts a new line, Esc stops "
+                 "the reply or hides the window, Ctrl+V pastes an image")
         self.input.submit.connect(self.send)
         self.input.image_pasted.connect(self.attach)
         attach = QPushButton("Attach image…")
@@ -291,15 +302,20 @@ class QuickChatWindow(QWidget):
 
     def _on_finished(self, result: dict[str, Any]) -> None:
         self._paint_reply()
-        if self.reply is not None and result.get("finish_reason") == "cancelled":
-            self.reply.set_status("stopped")
+        if self.reply is not None:
+            self.reply.settle()
+            if result.get("finish_reason") == "cancelled":
+                self.reply.set_status("stopped")
 
     def _on_failed(self, error: HivetrayError) -> None:
         message = first_line(error)
         self._paint_reply()
         if self.reply is not None:
+            self.reply.settle()
             self.reply.set_status(f"failed: {message}")
-        if isinstance(error, RoleUnconfigured):  # e.g. an image but no vision model: set one
+        if isinstance(error, RoleUnconfigured) and error.role == "chat":
+            self.show_banner(message, GET_FIRST_MODEL, None, welcome=True)
+        elif isinstance(error, RoleUnconfigured):  # e.g. an image but no vision model: set one
             self.show_banner(message, "Set one…", None)
         elif isinstance(error, CircuitOpen | RoleInError):
             self.show_banner(message, "Retry now", error.role)
@@ -311,11 +327,15 @@ class QuickChatWindow(QWidget):
         self.send_button.setEnabled(not busy)
 
     # -- role problems ---------------------------------------------------------------------------
-    def show_banner(self, text: str, action: str = "", role: str | None = None) -> None:
+    def show_banner(self, text: str, action: str = "", role: str | None = None, *,
+                    welcome: bool = False) -> None:
+        """``action`` retries ``role``; without a role it opens Settings, or with ``welcome``
+        the welcome window."""
         self.banner.setText(text)
         self.banner_button.setText(action)
         self.banner_button.setVisible(bool(action))
         self._banner_role = role
+        self._banner_welcome = welcome
         self.banner_box.setVisible(bool(text))
 
     def update_roles(self, roles: Sequence[RoleStatus]) -> None:
@@ -333,12 +353,14 @@ class QuickChatWindow(QWidget):
         elif chat.state is RoleState.ERROR:
             self.show_banner(f"The chat model could not load: {chat.last_error}", "Retry", "chat")
         elif not chat.configured:
-            self.show_banner("No chat model is set yet.", "Set one…", None)
+            self.show_banner("No chat model is set yet.", GET_FIRST_MODEL, None, welcome=True)
         elif self._banner_role == "chat":
             self.show_banner("")
 
     def _banner_action(self) -> None:
-        if self._banner_role is None:
+        if self._banner_welcome:
+            self.open_welcome.emit()
+        elif self._banner_role is None:
             self.open_settings.emit()
         else:
             self.retry.emit(self._banner_role)

@@ -74,11 +74,47 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("Round trip", "rtt_ms", _rtt),
 ]
 KEYS = [key for _h, key, _f in COLUMNS]
+#: each column's header as a screen reader should say it (the shown one is abbreviated)
+SPOKEN_HEADERS: dict[str, str] = {
+    "role": "Role",
+    "state": "State",
+    "model": "Model",
+    "pid": "Process ID",
+    "rss_bytes": "Memory in use",
+    "uptime_s": "Uptime",
+    "in_flight": "Requests in flight",
+    "crashes_in_window": "Crashes in the restart window",
+    "retry_in_s": "Retry in",
+    "tokens_per_s": "Tokens per second",
+    "load_s": "Load time",
+    "rtt_ms": "Control round trip",
+}
 STATE_COLUMN = KEYS.index("state")
 MEMORY_COLUMN = KEYS.index("rss_bytes")
 MODEL_COLUMN = KEYS.index("model")
 #: the measured RSS is shown next to the estimate
 WHOLE_ROW = frozenset({"rss_bytes", "model", "rtt_ms"})
+
+
+def spoken(text: str) -> str:
+    """A cell's text for a screen reader: the dash that means "nothing" said as a word."""
+    return "none" if text in ("", "—") else text
+
+
+def row_sentence(row: RoleStatus) -> str:
+    """One role's row as a sentence (the Role cell's accessible text), so a screen reader
+    moving down the first column hears each role's state without visiting every cell."""
+    parts = [f"{row.role} role: {STATE_LABELS[RoleState(row.state)]}",
+             f"model {spoken(_served_by(row))}"]
+    if row.retry_in_s is not None:
+        parts.append(f"retrying in {round(row.retry_in_s)} s")
+    if row.in_flight:
+        parts.append(f"{row.in_flight} requests in flight")
+    if row.crashes_in_window:
+        parts.append(f"{row.crashes_in_window} crashes in the restart window")
+    if row.last_error:
+        parts.append(f"last error: {row.last_error.splitlines()[0]}")
+    return ", ".join(parts)
 
 
 class RoleTableModel(QAbstractTableModel):
@@ -122,7 +158,10 @@ class RoleTableModel(QAbstractTableModel):
             return None
         if role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section][0]
-        if role == Qt.ItemDataRole.ToolTipRole and section == MEMORY_COLUMN:
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return SPOKEN_HEADERS[KEYS[section]]
+        if role in (Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.AccessibleDescriptionRole) \
+                and section == MEMORY_COLUMN:
             return MEMORY_TIP
         return None
 
@@ -134,11 +173,15 @@ class RoleTableModel(QAbstractTableModel):
         value = getattr(row, key)
         if role == Qt.ItemDataRole.DisplayRole:
             return fmt(row if key in WHOLE_ROW else value)
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            if key == "role":
+                return row_sentence(row)
+            return f"{SPOKEN_HEADERS[key]}: {spoken(fmt(row if key in WHOLE_ROW else value))}"
         if role == Qt.ItemDataRole.UserRole:
             return value
         if role == Qt.ItemDataRole.ForegroundRole and key == "state" and value in STATE_COLOURS:
             return QColor(STATE_COLOURS[value])
-        if role == Qt.ItemDataRole.ToolTipRole:
+        if role in (Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.AccessibleDescriptionRole):
             if key == "state" and row.last_error:
                 return row.last_error
             if key == "model" and (value or row.remote):

@@ -35,6 +35,7 @@ from hivetray.errors import InvalidModelFile, ModelLoadError, ProjectorMismatch,
 from hivetray.models.validate import check_role, open_model
 from hivetray.paths import AppPaths
 from hivetray.sampling import SAMPLED_ROLES
+from hivetray.ui.a11y import FOCUS_STYLE, describe, name_clear_buttons
 from hivetray.ui.api_settings import ApiTab
 from hivetray.ui.hotkeys import toggle_command
 from hivetray.ui.model_download import ModelDownloader
@@ -99,7 +100,9 @@ class PathField(QWidget):
         self.edit = QLineEdit()
         self.edit.setPlaceholderText("no model: the role stays off")
         self.edit.setClearButtonEnabled(True)
+        describe(self.edit, caption)
         browse = QPushButton("Browse…")
+        describe(browse, f"Browse for the {caption[:1].lower()}{caption[1:]}")
         browse.clicked.connect(self._browse)
         self._caption = caption
         layout = QHBoxLayout(self)
@@ -237,10 +240,13 @@ def about_line() -> QLabel:
 
 class SettingsDialog(QDialog):
     saved = Signal()
+    #: "Show the welcome window…": the first-run window again, whatever the config says
+    show_welcome = Signal()
 
     def __init__(self, paths: AppPaths, config: Config) -> None:
         super().__init__()
         self.setWindowTitle("Hivetray — Settings")
+        self.setStyleSheet(FOCUS_STYLE)
         self.paths = paths
         self.config = config
         tabs = QTabWidget()
@@ -270,6 +276,11 @@ class SettingsDialog(QDialog):
         form.addRow("…within", self.restart_window)
         self.cooldown = self._seconds(1, 3600)
         form.addRow("Then pause restarts for", self.cooldown)
+        welcome = QPushButton("Show the welcome window…")
+        welcome.setToolTip("The first-run window: recommended models per role, your own GGUF "
+                           "file, the built-in model")
+        welcome.clicked.connect(self.show_welcome)
+        form.addRow("Getting started", welcome)
         tabs.addTab(general, "General")
         self.api_tab = ApiTab(paths)
         tabs.addTab(self.api_tab, "API")
@@ -281,6 +292,7 @@ class SettingsDialog(QDialog):
         layout.addRow(tabs)
         layout.addRow(buttons)
         layout.addRow(about_line())
+        name_clear_buttons(self)
         self.load(config)
 
     @staticmethod

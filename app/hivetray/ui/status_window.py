@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from hivetray.pool.status import PoolStatus, RoleStatus
+from hivetray.ui.a11y import FOCUS_STYLE, describe, name_clear_buttons, text_size
 from hivetray.ui.log_pane import LogPane
 from hivetray.ui.role_table import KEYS, RoleTableModel
 
@@ -48,10 +49,13 @@ class StatusWindow(QMainWindow):
                  log_path_for: Callable[[str], Path]) -> None:
         super().__init__()
         self.setWindowTitle(WINDOW_TITLE)
-        self.resize(1000, 620)
+        self.setStyleSheet(FOCUS_STYLE)
         self.model = RoleTableModel(snapshot)
         self.table = QTableView()
         self.table.setModel(self.model)
+        describe(self.table, "Roles", "One row per role: its state, model, process and "
+                 "figures. The arrow keys move between roles and cells; Tab leaves the table.")
+        self.table.setTabKeyNavigation(False)  # Tab goes on to the buttons, not cell by cell
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
@@ -85,9 +89,12 @@ class StatusWindow(QMainWindow):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(top)
         splitter.addWidget(self.logs)
-        splitter.setSizes([260, 360])
+        line = self.fontMetrics().lineSpacing()
+        splitter.setSizes([17 * line, 23 * line])  # the table's rows above, the logs below
         self.setCentralWidget(splitter)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_detail())
+        name_clear_buttons(self)
+        self.resize(text_size(self, 150, 40))
         QShortcut(QKeySequence("Ctrl+R"), self, self._retry)
         QShortcut(QKeySequence("Ctrl+W"), self, self.hide)
         QShortcut(QKeySequence("Escape"), self, self.hide)
