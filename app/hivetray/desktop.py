@@ -180,7 +180,7 @@ class DesktopApp:
             window.restart.connect(lambda role: self._spawn(self.instance.restart(role),
                                                             "restart"))
             window.stop.connect(lambda role: self._spawn(self.instance.stop(role), "stop"))
-            window.logs.events.load([e.to_dict() for e in self.pool.events.recent()])
+            window.logs.events.load(self.pool.events.recent())
             self.status_window = window
         self.status_window.present()
 
@@ -270,7 +270,7 @@ class DesktopApp:
     # -- rendering --------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
         if self.status_window is not None:
-            self.status_window.logs.events.add(event.to_dict())
+            self.status_window.logs.events.add(event)
         if event.kind is EventKind.API and self.settings_dialog is not None:
             self.settings_dialog.set_api_status(self.api_status())
         if self.tray_available:
