@@ -26,6 +26,7 @@ from hivetray.paths import AppPaths
 from hivetray.pool.events import Event, EventKind
 from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.hotkeys import HotkeyManager, HotkeyStatus
+from hivetray.ui.notify import Notice
 from hivetray.ui.quick_chat import QuickChatWindow
 from hivetray.ui.tray import TrayIcon
 
@@ -113,7 +114,7 @@ class DesktopApp:
         for warning in self.loaded.warnings:
             self.pool.events.emit(Event(EventKind.CONFIG, None, warning, level="warning"))
             if self.tray_available:
-                self.tray.icon.showMessage("Hivetray settings", warning)
+                self.tray.notifier.show(Notice("Hivetray settings", warning))
         if not self.tray_available:
             self.show_status()
             assert self.status_window is not None
@@ -127,7 +128,7 @@ class DesktopApp:
         self.hotkeys.close()
         await self.instance.close()
         self.history.close()
-        self.tray.icon.hide()
+        self.tray.close()
         return 0
 
     async def _tell_cannot_start(self, reason: str) -> None:
