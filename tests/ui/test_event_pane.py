@@ -236,4 +236,6 @@ def test_the_status_window_shows_pool_events_as_rows(qtbot: QtBot,
                     timeout=2000)
     row = next(r for r, e in enumerate(pane.model.shown_events()) if e.kind is EventKind.CRASH)
     assert pane.model.rowCount(pane.model.index(row, TIME)) == 1
+    # the event also scheduled the app's repaint: let it run while the widgets still exist
+    qtbot.waitUntil(lambda: not desktop._refresh.isActive(), timeout=2000)
     window.close()
