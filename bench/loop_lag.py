@@ -62,7 +62,7 @@ def fill_events(window: Any) -> None:
         else:
             event = Event(EventKind.STATE, role, f"{role}: ready → busy (request {k})",
                           {"old": "ready", "new": "busy"}, ts=base + k)
-        window.logs.events.add(event.to_dict())
+        window.logs.events.add(event)
     window.logs.events.flush()
 
 
@@ -131,7 +131,7 @@ async def measure(desktop: Any, idle_s: float, stream_s: float) -> dict[str, Any
     t0 = time.perf_counter()
     fill_events(window)
     load_ms = (time.perf_counter() - t0) * 1000
-    shown_lines = window.logs.events.text.blockCount()
+    shown_lines = window.logs.events.model.rowCount()
     await desktop.pool.call("chat", "chat", {"messages": PROMPT, "max_tokens": 8})  # warm
     probes = Probes(loop)
     phases: dict[str, Any] = {}

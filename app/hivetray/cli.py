@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("role", choices=ROLES)
     sub.add_parser("toggle-chat", help="show/hide the quick-chat window")
-    sub.add_parser("quit", help="stop all workers and exit the instance")
+    quit_parser = sub.add_parser("quit", help="stop all workers and exit the instance")
+    # for uninstallers (the .deb's prerm): every instance of this user, whatever its home
+    quit_parser.add_argument("--all-homes", action="store_true", help=argparse.SUPPRESS)
+    quit_parser.add_argument("--only-under", type=Path, help=argparse.SUPPRESS)
     logs = sub.add_parser("logs", help="print the app log or a worker log")
     logs.add_argument("role", nargs="?", choices=ROLES)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
@@ -305,6 +308,13 @@ def _role_command(cmd: str) -> Callable[[AppPaths, argparse.Namespace], Any]:
 
 
 async def cmd_quit(paths: AppPaths, args: argparse.Namespace) -> int:
+    if args.all_homes or args.only_under is not None:
+        from hivetray import quitall
+
+        if not args.all_homes:
+            print("hivetray: --only-under needs --all-homes", file=sys.stderr)
+            return EXIT_USAGE
+        return await quitall.run(args.only_under)
     await ipc.call(instance_socket(paths), "quit")
     return 0
 

@@ -26,6 +26,7 @@ from hivetray.paths import AppPaths
 from hivetray.pool.events import Event, EventKind
 from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.hotkeys import HotkeyManager, HotkeyStatus
+from hivetray.ui.notify import Notice
 from hivetray.ui.quick_chat import QuickChatWindow
 from hivetray.ui.tray import TrayIcon
 from hivetray.welcome_flow import WelcomeFlow
@@ -121,7 +122,7 @@ class DesktopApp:
         for warning in self.loaded.warnings:
             self.pool.events.emit(Event(EventKind.CONFIG, None, warning, level="warning"))
             if self.tray_available:
-                self.tray.icon.showMessage("Hivetray settings", warning)
+                self.tray.notifier.show(Notice("Hivetray settings", warning))
         if not self.tray_available:
             self.show_status()
             assert self.status_window is not None
@@ -135,7 +136,7 @@ class DesktopApp:
         self.hotkeys.close()
         await self.instance.close()
         self.history.close()
-        self.tray.icon.hide()
+        self.tray.close()
         return 0
 
     async def _tell_cannot_start(self, reason: str) -> None:
@@ -188,7 +189,7 @@ class DesktopApp:
             window.restart.connect(lambda role: self._spawn(self.instance.restart(role),
                                                             "restart"))
             window.stop.connect(lambda role: self._spawn(self.instance.stop(role), "stop"))
-            window.logs.events.load([e.to_dict() for e in self.pool.events.recent()])
+            window.logs.events.load(self.pool.events.recent())
             self.status_window = window
         self.status_window.present()
 
@@ -309,7 +310,7 @@ class DesktopApp:
     # -- rendering --------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
         if self.status_window is not None:
-            self.status_window.logs.events.add(event.to_dict())
+            self.status_window.logs.events.add(event)
         if event.kind is EventKind.API and self.settings_dialog is not None:
             self.settings_dialog.set_api_status(self.api_status())
         if self.tray_available:

@@ -205,24 +205,47 @@ if [ "$1" = "configure" ]; then
 fi
 exit 0
 EOF
-  # removing the package: ask a running instance (of any user) to quit, so no worker outlives it
+  # removing the package: every running Hivetray of every user quits, whatever its HIVETRAY_HOME
+  # or XDG_RUNTIME_DIR, so nothing keeps running from deleted files. Run as each user who has a
+  # process of this package, `hivetray quit --all-homes` finds that user's instances by the socket
+  # each listens on and asks each to quit through it (it stops its workers, and it signals an
+  # instance that does not answer). Then whatever still runs from /usr/lib/hivetray/ (another
+  # user's process runuser could not reach, a CLI command) gets SIGTERM, then SIGKILL.
   cat > "$pkg/DEBIAN/prerm" <<'EOF'
 #!/bin/sh
 set -e
+packaged_pids() {  # every process whose executable is this package's (zombies have none)
+  for exe in /proc/[0-9]*/exe; do
+    case "$(readlink "$exe" 2>/dev/null || true)" in
+      /usr/lib/hivetray/*) pid=${exe#/proc/}; echo "${pid%/exe}" ;;
+    esac
+  done
+}
+wait_gone() {  # wait_gone SECONDS: until no packaged process is left, or SECONDS passed
+  waited=0
+  while [ -n "$(packaged_pids)" ] && [ "$waited" -lt "$1" ]; do
+    sleep 1
+    waited=$((waited + 1))
+  done
+}
 if [ "$1" = "remove" ] || [ "$1" = "upgrade" ]; then
-  # every user running Hivetray (the app and its workers are all "hivetray" processes), once each;
-  # the instance socket lives in that user's XDG_RUNTIME_DIR (/run/user/UID)
-  users=$(ps -C hivetray -o user= 2>/dev/null | sort -u || true)
+  users=$(for pid in $(packaged_pids); do stat -c %U "/proc/$pid" 2>/dev/null || true; done \
+    | sort -u)
   for user in $users; do
-    uid=$(id -u "$user" 2>/dev/null) || continue
-    runtime="/run/user/$uid"
-    [ -d "$runtime" ] || runtime=""
-    if [ "$(id -u)" = "$uid" ]; then
-      XDG_RUNTIME_DIR="$runtime" timeout 15 /usr/lib/hivetray/hivetray quit >/dev/null 2>&1 || true
+    if [ "$(id -un)" = "$user" ]; then
+      timeout 60 /usr/lib/hivetray/hivetray quit --all-homes >/dev/null 2>&1 || true
     elif command -v runuser >/dev/null 2>&1; then
-      timeout 15 runuser -u "$user" -- env XDG_RUNTIME_DIR="$runtime" \
-        /usr/lib/hivetray/hivetray quit >/dev/null 2>&1 || true
+      timeout 60 runuser -u "$user" -- /usr/lib/hivetray/hivetray quit --all-homes \
+        >/dev/null 2>&1 || true
     fi
+  done
+  wait_gone 10
+  for sig in TERM KILL; do
+    pids=$(packaged_pids)
+    [ -n "$pids" ] || break
+    # shellcheck disable=SC2086  # one pid per word
+    kill -s "$sig" $pids 2>/dev/null || true
+    wait_gone 5
   done
 fi
 exit 0

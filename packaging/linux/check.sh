@@ -181,6 +181,75 @@ check "Depends/Recommends cover every library the bundle does not carry" deps_co
 check "the extracted .deb's /usr/bin/hivetray runs the self-test" \
   selftest_ok deb "$TMP/deb.json" "$TMP/deb-root/usr/bin/hivetray"
 
+# -- 3b. uninstalling quits every running Hivetray, whatever its home (issue 15) ------------------
+# Installs the .deb for real (root, and only where no hivetray package is installed), starts two
+# instances from /usr/bin/hivetray with two HIVETRAY_HOMEs and two XDG_RUNTIME_DIRs, each with a
+# live chat worker, then `dpkg -r hivetray`: its prerm must leave no process of the package.
+packaged_pids() {  # processes whose executable is the installed package's (deleted or not)
+  local exe
+  for exe in /proc/[0-9]*/exe; do
+    case "$(readlink "$exe" 2>/dev/null || true)" in
+      /usr/lib/hivetray/*) exe=${exe#/proc/}; echo "${exe%/exe}" ;;
+    esac
+  done
+}
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null \
+    && ! dpkg -s hivetray >/dev/null 2>&1; then
+  say "uninstall: the installed .deb, two instances with two homes, dpkg -r, no process left"
+  if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$DEB" \
+      >"$TMP/uninstall-apt.log" 2>&1; then
+    UNINSTALL_PIDS=()
+    for n in 1 2; do
+      home=$("$PY" packaging/smoke_home.py "$TMP/uninstall-$n")
+      mkdir -p -m 700 "$TMP/uninstall-run-$n"
+      env HIVETRAY_HOME="$home" XDG_RUNTIME_DIR="$TMP/uninstall-run-$n" \
+        HIVETRAY_NO_BUILTIN_MODEL=1 GGML_NO_BACKTRACE=1 QT_QPA_PLATFORM=offscreen \
+        /usr/bin/hivetray daemon >"$TMP/uninstall-daemon-$n.log" 2>&1 &
+      daemon_pid=$!
+      UNINSTALL_PIDS+=("$daemon_pid")
+      uninstall_env() {
+        env HIVETRAY_HOME="$home" XDG_RUNTIME_DIR="$TMP/uninstall-run-$n" \
+          HIVETRAY_NO_BUILTIN_MODEL=1 GGML_NO_BACKTRACE=1 /usr/bin/hivetray "$@"
+      }
+      started=0
+      for _ in $(seq 150); do  # up to 30 s for the instance to answer (not a private pool)
+        if uninstall_env status --json 2>/dev/null | grep -q "^{\"pid\": $daemon_pid,"; then
+          started=1
+          break
+        fi
+        sleep 0.2
+      done
+      # a chat through the instance starts its chat worker
+      [ "$started" -eq 1 ] && uninstall_env chat hi --max-tokens 2 >/dev/null 2>&1 || started=0
+      check "uninstall: instance $n (HIVETRAY_HOME=$home) runs with a chat worker" \
+        test "$started" -eq 1
+    done
+    before=$(packaged_pids | wc -l)
+    check "uninstall: two instances and their workers run from /usr/lib/hivetray ($before)" \
+      test "$before" -ge 4
+    dpkg -r hivetray >"$TMP/uninstall-dpkg.log" 2>&1 \
+      || bad "dpkg -r hivetray: $(tail -3 "$TMP/uninstall-dpkg.log")"
+    left=$(packaged_pids | tr '\n' ' ')
+    check "uninstall: no process of the package is left after dpkg -r (left: ${left:-none})" \
+      test -z "$left"
+    for pid in "${UNINSTALL_PIDS[@]}"; do
+      rc=0
+      wait "$pid" || rc=$?
+      check "uninstall: instance pid $pid quit cleanly (exit $rc)" test "$rc" -eq 0
+    done
+    check "uninstall: the package is removed" \
+      bash -c "! dpkg -s hivetray 2>/dev/null | grep -q '^Status: install ok installed'"
+    # never leave anything behind, whatever failed
+    left=$(packaged_pids)
+    [ -z "$left" ] || kill -KILL $left 2>/dev/null || true
+    dpkg -s hivetray >/dev/null 2>&1 && dpkg --purge hivetray >/dev/null 2>&1 || true
+  else
+    bad "uninstall: apt-get install $DEB failed: $(tail -3 "$TMP/uninstall-apt.log")"
+  fi
+else
+  echo "  (uninstall check skipped: needs root and apt-get, and no hivetray package installed)"
+fi
+
 # -- 4. the AppImage ------------------------------------------------------------------------------
 say "the AppImage"
 check "type-2 magic 'AI\\x02' at byte 8" \

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 
-from hivetray.pool.events import EventKind
 from hivetray.pool.memory import RUNTIME_OVERHEAD_BYTES
-from hivetray.ui.log_pane import EventLogView
 from hivetray.ui.role_table import KEYS
 from hivetray.ui.status_window import WINDOW_TITLE, StatusWindow
 from tests.ui.conftest import PoolRig
@@ -64,44 +60,6 @@ def test_open_log_shows_the_worker_log_tail(qtbot: QtBot, pool_rig: PoolRig) -> 
     qtbot.mouseClick(window.buttons["Open log"], Qt.MouseButton.LeftButton)
     shown = window.logs.worker_log.text.toPlainText()
     assert shown.endswith("line 19999") and "line 0\n" not in shown
-
-
-def event(kind: EventKind, role: str, message: str, level: str = "info",
-          **data: object) -> dict[str, object]:
-    return {"kind": str(kind), "role": role, "message": message, "level": level,
-            "data": data, "ts": time.time()}
-
-
-def test_events_are_appended_by_the_throttle_timer_and_filtered(qtbot: QtBot) -> None:
-    view = EventLogView()
-    qtbot.addWidget(view)
-    view.add(event(EventKind.STATE, "chat", "chat: stopped → starting"))
-    view.add(event(EventKind.CRASH, "embed", "the embed worker was killed by SIGABRT", "error",
-                   log_tail="GGML_ASSERT(x) failed"))
-    assert view.shown_text() == ""  # nothing painted until the timer fires
-    qtbot.waitUntil(lambda: "SIGABRT" in view.shown_text(), timeout=2000)
-    assert "│ GGML_ASSERT(x) failed" in view.shown_text()  # crash rows carry the tail
-    view.level_filter.setCurrentText("error")
-    assert "starting" not in view.shown_text() and "SIGABRT" in view.shown_text()
-    view.level_filter.setCurrentText("all levels")
-    view.role_filter.setCurrentText("chat")
-    assert "starting" in view.shown_text() and "SIGABRT" not in view.shown_text()
-    view.role_filter.setCurrentText("all roles")
-    view.search.setText("sigabrt")
-    assert view.shown_text().count("\n") >= 1 and "starting" not in view.shown_text()
-    view.copy()
-    assert "SIGABRT" in QGuiApplication.clipboard().text()
-
-
-def test_ten_thousand_lines_load_and_filter(qtbot: QtBot) -> None:
-    view = EventLogView()
-    qtbot.addWidget(view)
-    for i in range(10_000):
-        view.add(event(EventKind.STATE, "chat" if i % 2 else "embed", f"message {i}"))
-    view.flush()
-    assert view.text.blockCount() == 10_000
-    view.role_filter.setCurrentText("embed")
-    assert view.text.blockCount() == 5_000
 
 
 def test_the_memory_column_shows_the_estimate_made_before_the_start(

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from PySide6.QtWidgets import QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
 from hivetray.pool.events import Event, EventKind
 from hivetray.pool.states import RoleState
 from hivetray.pool.status import RoleStatus
 from hivetray.ui.icons import Health
+from hivetray.ui.notify import Notice, Notifier
 from hivetray.ui.tray import NOTIFY_INTERVAL_S, TrayIcon, overall_health
 from tests.ui.conftest import PoolRig
 
 
+class RecordingNotifier(Notifier):
+    """Keeps the notices instead of showing them (the ways to show them: test_notify.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(QSystemTrayIcon())
+        self.shown: list[Notice] = []
+
+    def show(self, notice: Notice) -> None:
+        self.shown.append(notice)
+
+
 def make_tray(pool_rig: PoolRig) -> TrayIcon:
-    return TrayIcon(pool_rig.pool.snapshot, pool_rig.clock.now, lambda: "Ctrl+Alt+Space")
+    return TrayIcon(pool_rig.pool.snapshot, pool_rig.clock.now, lambda: "Ctrl+Alt+Space",
+                    notifier=RecordingNotifier())
 
 
 def texts(tray: TrayIcon) -> list[str]:
@@ -67,12 +81,15 @@ def test_notifications_are_rate_limited_per_role_and_kind(qtbot: QtBot,
     assert tray.notify(Event(EventKind.STATE, "chat", "ready")) is False
     pool_rig.clock.advance(NOTIFY_INTERVAL_S)
     assert tray.notify(crash) is True
+    assert isinstance(tray.notifier, RecordingNotifier)
+    assert [n.summary for n in tray.notifier.shown] == [
+        "A worker crashed", "A worker keeps crashing", "A worker crashed"]
 
 
 def test_the_menu_shows_the_http_apis_line(qtbot: QtBot, pool_rig: PoolRig) -> None:
     line = ["HTTP API: off"]
     tray = TrayIcon(pool_rig.pool.snapshot, pool_rig.clock.now, lambda: "Ctrl+Alt+Space",
-                    api_line=lambda: line[0])
+                    api_line=lambda: line[0], notifier=RecordingNotifier())
     entries = texts(tray)
     assert entries[4] == "HTTP API: off"
     api = next(a for a in tray.menu.actions() if a.text() == "HTTP API: off")

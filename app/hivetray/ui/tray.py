@@ -1,5 +1,6 @@
 """The tray icon: a health badge, a menu rebuilt from live state each time it opens, and
-rate-limited notifications for crashes and the circuit breaker."""
+rate-limited notifications for crashes and the circuit breaker (the policy and the ways to
+show them are in :mod:`hivetray.ui.notify`)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,13 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from hivetray.pool.events import Event, EventKind
+from hivetray.pool.events import Event
 from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.ui.formatting import state_line
 from hivetray.ui.icons import Health, health_icon
+from hivetray.ui.notify import NOTIFY_INTERVAL_S, NotificationPolicy, Notifier
 
-NOTIFY_KINDS = {EventKind.CRASH, EventKind.BREAKER_OPEN, EventKind.BREAKER_CLOSED,
-                EventKind.LOAD_ERROR, EventKind.API}
-#: at most one notification per role and kind in this many seconds
-NOTIFY_INTERVAL_S = 30.0
+__all__ = ["NOTIFY_INTERVAL_S", "TrayIcon", "overall_health"]
 
 
 def overall_health(roles: Iterable[RoleStatus]) -> Health:
@@ -44,16 +43,17 @@ class TrayIcon(QObject):
 
     def __init__(self, snapshot: Callable[[], PoolStatus], clock: Callable[[], float],
                  hotkey_label: Callable[[], str], icon: QSystemTrayIcon | None = None,
-                 api_line: Callable[[], str] | None = None) -> None:
+                 api_line: Callable[[], str] | None = None,
+                 notifier: Notifier | None = None) -> None:
         super().__init__()
         self._snapshot = snapshot
-        self._clock = clock
         self._hotkey_label = hotkey_label
         #: "HTTP API: http://127.0.0.1:11480" / "HTTP API: off" / not running
         self._api_line = api_line
         self._health: Health | None = None
-        self._last_notified: dict[tuple[str | None, EventKind], float] = {}
+        self.policy = NotificationPolicy(clock)
         self.icon = icon or QSystemTrayIcon()  # shown early by the launcher, adopted here
+        self.notifier = notifier or Notifier(self.icon)
         self.menu = QMenu()
         self.menu.aboutToShow.connect(self.rebuild_menu)
         self.icon.setContextMenu(self.menu)
@@ -118,23 +118,14 @@ class TrayIcon(QObject):
             self.open_status.emit()
 
     def notify(self, event: Event) -> bool:
-        """Show a notification for crash/breaker events; rate-limited per role and kind."""
-        if event.kind not in NOTIFY_KINDS:
+        """Notify crash/breaker events, rate-limited per role and kind; True when shown."""
+        notice = self.policy.notice_for(event)
+        if notice is None:
             return False
-        if event.kind is EventKind.API and event.level != "error":
-            return False  # the API starting or stopping is the user's own doing
-        key = (event.role, event.kind)
-        now = self._clock()
-        last = self._last_notified.get(key)
-        if last is not None and now - last < NOTIFY_INTERVAL_S:
-            return False
-        self._last_notified[key] = now
-        icon = (QSystemTrayIcon.MessageIcon.Information if event.kind is EventKind.BREAKER_CLOSED
-                else QSystemTrayIcon.MessageIcon.Warning)
-        title = {EventKind.CRASH: "A worker crashed",
-                 EventKind.BREAKER_OPEN: "A worker keeps crashing",
-                 EventKind.BREAKER_CLOSED: "A worker recovered",
-                 EventKind.LOAD_ERROR: "A model failed to load",
-                 EventKind.API: "The HTTP API is not running"}[event.kind]
-        self.icon.showMessage(title, event.message.split("\n", 1)[0], icon, 8000)
+        self.notifier.show(notice)
         return True
+
+    def close(self) -> None:
+        """Hide the icon and let go of the notification service's connection."""
+        self.notifier.close()
+        self.icon.hide()
