@@ -75,7 +75,12 @@ def is_instance_socket(path: str, uid: int) -> bool:
 
 def find_instances(under: Path | None = None) -> list[FoundInstance]:
     """Every instance of this user, by the instance socket it listens on; with ``under``, only
-    those whose socket lies below that folder (tests sharing a user with other runs)."""
+    those whose socket lies below that folder (tests sharing a user with other runs).
+
+    Unix only: on Windows the instance socket is loopback TCP and the uninstaller stops
+    Hivetray itself (packaging/windows/hivetray.iss), so there is nothing to find here."""
+    if sys.platform == "win32":
+        return []
     uid = os.getuid()
     me = os.getpid()
     under = under.resolve() if under is not None else None
