@@ -254,7 +254,7 @@ class DesktopApp:
         return self.welcome_flow.window
 
     def welcome_on_first_run(self) -> bool:
-        return self.welcome_flow.on_start()
+        return self.welcome_flow.on_start(config_warnings=bool(self.loaded.warnings))
 
     def show_welcome(self) -> None:
         self.welcome_flow.show()

@@ -8,6 +8,9 @@ start-up while Hivetray cannot know the person has found their way:
   set, by any means (the welcome's buttons, Settings, ``hivetray models``), it is not shown;
 * and the person has not dismissed it: closing it (Esc, Close) or choosing "Try the built-in
   model now" writes ``data/welcome.json``, and it is not shown again by itself.
+* and config.toml read cleanly (absent, or without a warning): a file that could not be read
+  whole is somebody's settings, not a first run; the notice about it is what they need to see,
+  not a welcome on top of it.
 
 The built-in demo model does not count as "a model is set": it is never in ``config.toml``, and
 the welcome is where the person learns it exists and how to get a real one. Settings can always
@@ -51,9 +54,10 @@ def dismissed(paths: AppPaths) -> bool:
     return flag_path(paths).exists()
 
 
-def should_welcome(config: Config, paths: AppPaths) -> bool:
-    """The rule of this module's docstring: no role set in ``config`` and not dismissed."""
-    return not any_model_set(config) and not dismissed(paths)
+def should_welcome(config: Config, paths: AppPaths, *, config_warnings: bool = False) -> bool:
+    """The rule of this module's docstring: no role set in ``config``, not dismissed, and
+    config.toml read without a warning (``config_warnings``)."""
+    return not config_warnings and not any_model_set(config) and not dismissed(paths)
 
 
 def remember_dismissed(paths: AppPaths, how: Dismissal) -> None:

@@ -36,9 +36,11 @@ class WelcomeFlow:
         self._open_quick_chat = open_quick_chat
         self.window: WelcomeWindow | None = None
 
-    def on_start(self) -> bool:
-        """At start-up: open the window when ``hivetray.first_run`` says so."""
-        if not first_run.should_welcome(self._config(), self.paths):
+    def on_start(self, *, config_warnings: bool = False) -> bool:
+        """At start-up: open the window when ``hivetray.first_run`` says so (``config_warnings``:
+        config.toml could not be read whole, see there)."""
+        if not first_run.should_welcome(self._config(), self.paths,
+                                        config_warnings=config_warnings):
             return False
         log.info("first run: no model is set in config.toml; showing the welcome window")
         self.show()

@@ -51,6 +51,8 @@ def test_it_is_for_a_config_without_any_model_until_dismissed(home: AppPaths) ->
     remote = {**config.roles, "embed": RoleConfig(engine="remote", url="http://gpu:8080")}
     assert not first_run.should_welcome(config.__class__(
         roles=remote, pool=config.pool, hotkeys=config.hotkeys), home)
+    # a config.toml that could not be read whole is somebody's settings: its notice, no welcome
+    assert not first_run.should_welcome(config, home, config_warnings=True)
     first_run.remember_dismissed(home, first_run.Dismissal.CLOSED)
     assert not first_run.should_welcome(config, home)
 
