@@ -91,6 +91,8 @@ def test_enter_right_left_and_double_click_open_and_fold_the_tail(qtbot: QtBot) 
     assert box.accessibleName() == "Log tail of the chat worker"
     qtbot.waitUntil(box.isVisible, timeout=2000)
     assert box.height() > 3 * box.fontMetrics().lineSpacing()  # room to read, not one line
+    bar = box.verticalScrollBar()  # opened at its end: the last lines say why it died
+    qtbot.waitUntil(lambda: bar.maximum() > 0 and bar.value() == bar.maximum(), timeout=2000)
     qtbot.keyClick(tree, Qt.Key.Key_Left)
     assert not view.is_open(1)
     qtbot.keyClick(tree, Qt.Key.Key_Right)
@@ -239,3 +241,25 @@ def test_the_status_window_shows_pool_events_as_rows(qtbot: QtBot,
     # the event also scheduled the app's repaint: let it run while the widgets still exist
     qtbot.waitUntil(lambda: not desktop._refresh.isActive(), timeout=2000)
     window.close()
+
+
+def test_an_opened_tail_below_the_visible_rows_is_brought_into_view(qtbot: QtBot) -> None:
+    view = make_view(qtbot)
+    view.follow.setChecked(False)
+    view.load([*(ev(EventKind.STATE, "chat", f"chat: state {i}") for i in range(60)), crash()])
+    tree = view.list
+    tree.scrollToTop()
+    view.toggle_tail(view.model.index(60, TIME))
+    box = view.tail_widget(view.model.index(60, 0))
+    assert box is not None
+
+    def tail_in_view() -> bool:
+        shown = tree.viewport().rect()
+        where = box.geometry()
+        return box.isVisible() and shown.contains(where.topLeft()) \
+            and shown.contains(where.bottomLeft())
+
+    qtbot.waitUntil(tail_in_view, timeout=2000)
+    bar = box.verticalScrollBar()  # and at its end: the last lines say why it died
+    assert bar.value() == bar.maximum()
+    assert tree.horizontalScrollBar().value() == 0

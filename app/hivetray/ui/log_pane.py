@@ -89,6 +89,28 @@ class EventTreeView(QTreeView):
         self.horizontalScrollBar().setValue(left)
 
 
+class TailBox(QPlainTextEdit):
+    """A crash's log tail, opened at its end: the last lines say why the worker died.
+
+    The text is laid out after it is set, in steps and again at every new width, so one
+    scroll at creation lands nowhere near the end: the box follows its scroll range to the end
+    until the person scrolls it themselves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._at_end = True
+        bar = self.verticalScrollBar()
+        bar.rangeChanged.connect(self._follow_end)
+        bar.actionTriggered.connect(self._scrolled_by_person)
+
+    def _follow_end(self, _low: int, high: int) -> None:
+        if self._at_end:
+            self.verticalScrollBar().setValue(high)
+
+    def _scrolled_by_person(self, _action: int) -> None:
+        self._at_end = False
+
+
 class EventLogView(QWidget):
     def __init__(self) -> None:
         super().__init__()
@@ -229,8 +251,13 @@ class EventLogView(QWidget):
             return
         self._expanded.add(serial)
         self.list.setFirstColumnSpanned(0, index, True)
+        tail = self.model.index(0, TIME, index)
         if self.tail_widget(index) is None:
-            self.list.setIndexWidget(self.model.index(0, TIME, index), self._tail_box(event))
+            self.list.setIndexWidget(tail, self._tail_box(event))
+        # an opened tail below the last visible row would be cut off by the list's bottom edge:
+        # bring it into view once the row has its height (after this expansion is laid out)
+        shown = QPersistentModelIndex(tail)  # still valid if rows come in meanwhile
+        QTimer.singleShot(0, self.list, lambda: self.list.scrollTo(shown))
 
     def _on_collapsed(self, index: QModelIndex) -> None:
         serial = self.model.serial_at(index)
@@ -239,7 +266,7 @@ class EventLogView(QWidget):
 
     @staticmethod
     def _tail_box(event: Event) -> QPlainTextEdit:
-        box = QPlainTextEdit()
+        box = TailBox()
         box.setReadOnly(True)
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
                                     | Qt.TextInteractionFlag.TextSelectableByKeyboard)
@@ -247,8 +274,6 @@ class EventLogView(QWidget):
         box.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         box.setAccessibleName(f"Log tail of the {role_name(event)} worker")
         box.setPlainText(log_tail(event))
-        bar = box.verticalScrollBar()
-        bar.setValue(bar.maximum())  # the last lines say why it died
         return box
 
     def is_open(self, event_row: int) -> bool:
