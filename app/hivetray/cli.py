@@ -22,7 +22,7 @@ from typing import Any
 from hivetray import ROLES, __version__, cli_models, ipc, selftest
 from hivetray.commands import Commands, chat_params, wire_image
 from hivetray.config import load_config
-from hivetray.errors import HivetrayError, PayloadTooLarge, first_line
+from hivetray.errors import HivetrayError, PayloadTooLarge, first_line, report_to_parent
 from hivetray.homelock import find_instance
 from hivetray.instance import Instance
 from hivetray.models.builtin import LABEL as BUILTIN_LABEL
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NO_INSTANCE
     except HivetrayError as exc:
         print(f"hivetray: {first_line(exc)}", file=sys.stderr)
+        report_to_parent(exc)  # a window that ran this command words it its own way
         return EXIT_FAIL
     except BrokenPipeError:  # `hivetray embed ... | head`: the reader left; not our failure
         with contextlib.suppress(OSError):
