@@ -40,6 +40,8 @@ class Fix(StrEnum):
     PICK_RERANKER = "pick_reranker"
     #: the prompt does not fit the role's context
     RAISE_CONTEXT = "raise_context"
+    #: another instance owns this home: use that one (or quit it)
+    USE_RUNNING_INSTANCE = "use_running_instance"
     #: the download could not reach the hub: no network
     CHECK_NETWORK = "check_network"
     #: the proxy named by ``setting`` (HTTPS_PROXY, HTTP_PROXY...) is set and fails
@@ -192,6 +194,8 @@ def cli_hint(remedy: Remedy | None) -> str:
             return " (`hivetray models catalog`)"
         case Fix.RAISE_CONTEXT:
             return ": shorten the conversation or raise n_ctx for this role in Settings"
+        case Fix.USE_RUNNING_INSTANCE:
+            return "; talk to it with `hivetray status`, or stop it with `hivetray quit`"
     return _download_hint(remedy, cli=True)
 
 
@@ -221,6 +225,8 @@ def window_hint(remedy: Remedy | None) -> str:
             return " (Settings → Rerank → Download offers one)"
         case Fix.RAISE_CONTEXT:
             return ": start a New chat, or raise the Context size for this role in Settings"
+        case Fix.USE_RUNNING_INSTANCE:
+            return "; use its tray icon, or choose Quit Hivetray in its tray menu first"
     return _download_hint(remedy, cli=False)
 
 
@@ -258,10 +264,10 @@ def button_for(remedy: Remedy | None) -> Button | None:
             return Button("Retry", Act.RETRY, remedy.role)
         case Fix.RETRY_NOW:
             return Button("Retry now", Act.RETRY, remedy.role)
-        case Fix.RELOCATE_FILE | Fix.SET_PROJECTOR | Fix.MODEL_IS_PROJECTOR | Fix.PICK_RERANKER:
-            role = "vision" if remedy.fix is not Fix.RELOCATE_FILE and \
-                remedy.fix is not Fix.PICK_RERANKER else remedy.role
-            return Button("Open Settings…", Act.OPEN_SETTINGS, role)
+        case Fix.SET_PROJECTOR | Fix.MODEL_IS_PROJECTOR:
+            return Button("Open Settings…", Act.OPEN_SETTINGS, "vision")
+        case Fix.RELOCATE_FILE | Fix.PICK_RERANKER:
+            return Button("Open Settings…", Act.OPEN_SETTINGS, remedy.role)
     if remedy.fix in _DOWNLOAD_FIXES:
         return Button("Download", Act.DOWNLOAD, remedy.role)
     return None
