@@ -82,11 +82,15 @@ def check_gguf(path: str, what: str = "model") -> str | None:
 
 def role_problem(role: str, model: str | None, mmproj: str | None) -> ModelLoadError | None:
     """The pool's own check of the role's files (``check_role``), so Settings never saves what
-    the pool would refuse to start; None when they are fine."""
+    the pool would refuse to start; None when they are fine.
+
+    The error is returned without its traceback: its frames hold the caller's, and the
+    caller holds the error, a cycle that would keep the whole dialog for the garbage collector
+    of any thread (Qt widgets must be destroyed in the GUI thread)."""
     try:
         check_role(role, model, mmproj)
     except ModelLoadError as exc:
-        return exc
+        return exc.with_traceback(None)
     except Exception as exc:  # any failure of the check refuses, as in the pool
         return InvalidModelFile(f"{model} could not be checked ({type(exc).__name__}: {exc}): "
                                 "choose another file", model)
