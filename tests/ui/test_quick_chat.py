@@ -204,7 +204,7 @@ def test_failure_shows_in_the_reply_and_the_banner(
         view.input.setPlainText("hello")
         view.send()
         await until(lambda: not view.session.busy)
-        assert "no model is set for the vision role" in view.banner.text()
+        assert view.banner.text() == "No model is set for the vision role"  # the button: the rest
         assert view.banner_button.text() == "Set one…"
         with qtbot.waitSignal(view.open_settings):
             view.banner_button.click()

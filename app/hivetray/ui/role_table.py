@@ -140,7 +140,7 @@ class RoleTableModel(QAbstractTableModel):
             return QColor(STATE_COLOURS[value])
         if role == Qt.ItemDataRole.ToolTipRole:
             if key == "state" and row.last_error:
-                return row.last_error
+                return row.error_for_window  # a window's words: no command to type
             if key == "model" and (value or row.remote):
                 return row.served_by() or ""
             if key == "rss_bytes":

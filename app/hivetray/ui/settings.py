@@ -40,6 +40,7 @@ from hivetray.ui.hotkeys import toggle_command
 from hivetray.ui.model_download import ModelDownloader
 from hivetray.ui.remote_form import RemoteFields
 from hivetray.ui.sampling_form import SamplingForm
+from hivetray.wording import window_text
 
 
 def expand_path(text: str) -> str | None:
@@ -70,7 +71,7 @@ def check_gguf(path: str, what: str = "model") -> str | None:
     try:
         open_model(file, what)
     except InvalidModelFile as exc:
-        message = str(exc)
+        message = window_text(exc)
         lead = f"{file} is not a usable {what} file: "
         if message.startswith(lead):  # header problems: say plainly what the file is not
             return f"{file} is not a GGUF {what} file Hivetray can load: {message[len(lead):]}"
@@ -211,7 +212,7 @@ class RoleTab(QWidget):
             if error is not None:
                 about_projector = isinstance(error, ProjectorMissing | ProjectorMismatch)
                 where = self.mmproj if about_projector and self.mmproj else self.model
-                found[where] = str(error)
+                found[where] = window_text(error)  # the fix in this window's words
         for path_field in self._path_fields():
             path_field.show_problem(found.get(path_field))
         return list(found.values())
