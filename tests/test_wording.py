@@ -12,6 +12,7 @@ from hivetray.errors import (
     CircuitOpen,
     ContextOverflow,
     InsufficientMemory,
+    InternalError,
     RoleInError,
     RoleUnconfigured,
     WorkerCrashed,
@@ -49,6 +50,8 @@ CLI_TEXT = [
              "(4096) in Settings, then: hivetray retry chat"),
     (ContextOverflow(9000, 4096), "prompt is 9000 tokens, context is 4096: shorten the "
                                   "conversation or raise n_ctx for this role in Settings"),
+    (InternalError("internal error (KeyError: 'x')", Remedy(Fix.REPORT_BUG)),
+     "internal error (KeyError: 'x'); please report it with the app log (`hivetray logs`)"),
     (ChecksumMismatch("/m.gguf", "sha256:a", "sha256:b"),
      "/m.gguf: checksum mismatch (expected sha256 sha256:a, got sha256:b); the file was "
      "deleted: download it again"),

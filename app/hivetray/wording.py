@@ -42,6 +42,8 @@ class Fix(StrEnum):
     RAISE_CONTEXT = "raise_context"
     #: another instance owns this home: use that one (or quit it)
     USE_RUNNING_INSTANCE = "use_running_instance"
+    #: a bug in Hivetray: report it with the app log
+    REPORT_BUG = "report_bug"
     #: the download could not reach the hub: no network
     CHECK_NETWORK = "check_network"
     #: the proxy named by ``setting`` (HTTPS_PROXY, HTTP_PROXY...) is set and fails
@@ -196,6 +198,8 @@ def cli_hint(remedy: Remedy | None) -> str:
             return ": shorten the conversation or raise n_ctx for this role in Settings"
         case Fix.USE_RUNNING_INSTANCE:
             return "; talk to it with `hivetray status`, or stop it with `hivetray quit`"
+        case Fix.REPORT_BUG:
+            return "; please report it with the app log (`hivetray logs`)"
     return _download_hint(remedy, cli=True)
 
 
@@ -227,6 +231,9 @@ def window_hint(remedy: Remedy | None) -> str:
             return ": start a New chat, or raise the Context size for this role in Settings"
         case Fix.USE_RUNNING_INSTANCE:
             return "; use its tray icon, or choose Quit Hivetray in its tray menu first"
+        case Fix.REPORT_BUG:
+            return "; please report it with the app log (logs/hivetray.log in Hivetray's data " \
+                "folder)"
     return _download_hint(remedy, cli=False)
 
 

@@ -115,6 +115,8 @@ def samples(models: dict[str, Path]) -> list[tuple[HivetrayError, str, str | Non
          "set XDG_RUNTIME_DIR to a private folder", None),
         (errors.ReplyTooLarge(64 << 20), "fewer texts or documents per call", None),
         (errors.InternalError("a bug: KeyError: 'x'"), "bug: KeyError: 'x'", None),
+        (errors.InternalError("internal error (KeyError: 'x')", Remedy(Fix.REPORT_BUG)),
+         "report it with the app log (logs/hivetray.log in Hivetray's data folder)", None),
     ]
 
 
