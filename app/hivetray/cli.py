@@ -22,7 +22,13 @@ from typing import Any
 from hivetray import ROLES, buildinfo, cli_models, ipc, selftest
 from hivetray.commands import Commands, chat_params, wire_image
 from hivetray.config import load_config
-from hivetray.errors import HivetrayError, PayloadTooLarge, first_line
+from hivetray.errors import (
+    HivetrayError,
+    InternalError,
+    PayloadTooLarge,
+    first_line,
+    report_to_parent,
+)
 from hivetray.homelock import find_instance
 from hivetray.instance import Instance
 from hivetray.models.builtin import LABEL as BUILTIN_LABEL
@@ -31,6 +37,7 @@ from hivetray.paths import AppPaths, app_paths
 from hivetray.pool.memory import memory_text
 from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.sampling import SAMPLING_KEYS, sampling_problem
+from hivetray.wording import Fix, Remedy
 
 EXIT_FAIL, EXIT_USAGE, EXIT_NO_INSTANCE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -143,14 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NO_INSTANCE
     except HivetrayError as exc:
         print(f"hivetray: {first_line(exc)}", file=sys.stderr)
+        report_to_parent(exc)  # a window that ran this command words it its own way
         return EXIT_FAIL
     except BrokenPipeError:  # `hivetray embed ... | head`: the reader left; not our failure
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # mute the exit-time flush
         return EXIT_FAIL
     except Exception as exc:  # a bug: still one line and an exit code, never a traceback
-        print(f"hivetray: internal error ({type(exc).__name__}: {first_line(exc)}); please "
-              "report it with the app log (`hivetray logs`)", file=sys.stderr)
+        bug = InternalError(f"internal error ({type(exc).__name__}: {first_line(exc)})",
+                            Remedy(Fix.REPORT_BUG))
+        print(f"hivetray: {bug}", file=sys.stderr)
+        report_to_parent(bug)
         return EXIT_FAIL
 
 

@@ -5,25 +5,48 @@ Exceptions are never pickled: a worker exception becomes ``{"type", "message", "
 :class:`RemoteError` carrying the original type name. So an exception that cannot be pickled (it
 holds a lock, a ctypes pointer, a generator) still reaches the caller with its type, message and
 traceback.
+
+Each of our errors is worded once (:class:`hivetray.wording.Wording`): the problem, and the
+next step as a typed remedy. ``str(error)`` — the ``message`` on the wire, what the CLI prints —
+renders the remedy as a command; windows render the same remedy as a button to press
+(``error.wording.for_window()``). An error with a remedy carries its wording on the wire too,
+in ``fields["wording"]``, so a window shows it in its own words wherever it was raised.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import traceback as tb
 from typing import Any, ClassVar
 
+from hivetray.wording import Fix, Remedy, Wording
+
 
 class HivetrayError(Exception):
-    """Base of every error Hivetray reports; ``str()`` is a message for the user."""
+    """Base of every error Hivetray reports; ``str()`` is a message for the user of the CLI
+    (the problem, then the remedy as a command), ``wording`` the same for any surface."""
 
     registry: ClassVar[dict[str, type[HivetrayError]]] = {}
     #: extra attributes carried across the wire (must be JSON-serialisable)
     wire_fields: ClassVar[tuple[str, ...]] = ()
     remote_traceback: str | None = None
+    _wording: Wording | None = None
+
+    def __init__(self, problem: str = "", remedy: Remedy | None = None) -> None:
+        wording = Wording(problem, remedy)
+        super().__init__(wording.for_cli())
+        self._wording = wording
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         HivetrayError.registry[cls.__name__] = cls
+
+    @property
+    def wording(self) -> Wording:
+        """The problem and its typed remedy (an error built around ``__init__`` has its
+        message as the problem and no remedy)."""
+        return self._wording if self._wording is not None else Wording(str(self))
 
     @classmethod
     def from_fields(cls, message: str, fields: dict[str, Any]) -> HivetrayError:
@@ -31,6 +54,7 @@ class HivetrayError(Exception):
         Exception.__init__(err, message)
         for name in cls.wire_fields:
             setattr(err, name, fields.get(name))
+        err._wording = Wording.from_dict(fields.get("wording"))
         return err
 
 
@@ -53,8 +77,9 @@ class ModelLoadError(HivetrayError):
 
     wire_fields = ("path",)
 
-    def __init__(self, message: str, path: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, path: str | None = None,
+                 remedy: Remedy | None = None) -> None:
+        super().__init__(message, remedy)
         self.path = path
 
 
@@ -81,8 +106,8 @@ class InsufficientMemory(HivetrayError):
     wire_fields = ("role", "needed_bytes", "available_bytes")
 
     def __init__(self, message: str, role: str, needed_bytes: int,
-                 available_bytes: int) -> None:
-        super().__init__(message)
+                 available_bytes: int, remedy: Remedy | None = None) -> None:
+        super().__init__(message, remedy)
         self.role = role
         self.needed_bytes = needed_bytes
         self.available_bytes = available_bytes
@@ -100,7 +125,9 @@ class InvalidImage(HivetrayError):
 
 
 class DownloadFailed(HivetrayError):
-    """A model download failed; the partial file is kept so the next try resumes."""
+    """A model download failed; the partial file is kept so the next try resumes. The remedy
+    says what to do: connect, check the proxy or the mirror, free disk space...
+    (``hivetray.models.download_errors`` tells them apart)."""
 
 
 class ChecksumMismatch(DownloadFailed):
@@ -108,7 +135,7 @@ class ChecksumMismatch(DownloadFailed):
 
     def __init__(self, path: str, expected: str, actual: str) -> None:
         super().__init__(f"{path}: checksum mismatch (expected sha256 {expected}, got {actual}); "
-                         "the file was deleted: download it again")
+                         "the file was deleted", Remedy(Fix.DOWNLOAD_AGAIN))
         self.path = path
         self.expected = expected
         self.actual = actual
@@ -118,10 +145,8 @@ class ContextOverflow(HivetrayError):
     wire_fields = ("prompt_tokens", "n_ctx")
 
     def __init__(self, prompt_tokens: int, n_ctx: int) -> None:
-        super().__init__(
-            f"prompt is {prompt_tokens} tokens, context is {n_ctx}: shorten the conversation "
-            f"or raise n_ctx for this role in Settings"
-        )
+        super().__init__(f"prompt is {prompt_tokens} tokens, context is {n_ctx}",
+                         Remedy(Fix.RAISE_CONTEXT))
         self.prompt_tokens = prompt_tokens
         self.n_ctx = n_ctx
 
@@ -189,8 +214,7 @@ class CircuitOpen(HivetrayError):
     def __init__(self, role: str, crashes: int, window_s: float, retry_in_s: float) -> None:
         super().__init__(
             f"the {role} worker crashed {crashes} times in {window_s:g} s; retrying in "
-            f"{max(0, round(retry_in_s))} s (or now: hivetray retry {role})"
-        )
+            f"{max(0, round(retry_in_s))} s", Remedy(Fix.RETRY_NOW, role))
         self.role = role
         self.retry_in_s = retry_in_s
 
@@ -199,17 +223,23 @@ class RoleUnconfigured(HivetrayError):
     wire_fields = ("role",)
 
     def __init__(self, role: str) -> None:
-        super().__init__(f"no model is set for the {role} role: set one with "
-                         f"`hivetray models set {role} FILE.gguf` or in Settings")
+        super().__init__(f"no model is set for the {role} role", Remedy(Fix.SET_MODEL, role))
         self.role = role
 
 
 class RoleInError(HivetrayError):
+    """A call to a role in ``error``: the role's own error (``cause``) and, on the CLI, the
+    retry. In a window the cause's remedy is shown when it has one (choosing a file again in
+    Settings restarts the role by itself), else the Retry button."""
+
     wire_fields = ("role",)
 
-    def __init__(self, role: str, message: str) -> None:
-        super().__init__(f"the {role} role is in error: {message} "
-                         f"(after fixing it: hivetray retry {role})")
+    def __init__(self, role: str, cause: Wording | str) -> None:
+        cause = cause if isinstance(cause, Wording) else Wording(cause)
+        super().__init__(f"the {role} role is in error: {cause.for_cli()}",
+                         Remedy(Fix.RETRY, role))
+        self._wording = Wording(f"the {role} role is in error: {cause.problem}",
+                                cause.remedy or Remedy(Fix.RETRY, role))
         self.role = role
 
 
@@ -298,6 +328,8 @@ def error_to_wire(exc: BaseException) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if isinstance(exc, HivetrayError):
         fields = {name: getattr(exc, name, None) for name in exc.wire_fields}
+        if exc.wording.remedy is not None:  # the same words in a window, wherever it is shown
+            fields["wording"] = exc.wording.to_dict()
         message = str(exc)
     else:
         try:
@@ -317,3 +349,33 @@ def error_from_wire(data: dict[str, Any]) -> HivetrayError:
            else RemoteError(type_name, message))
     err.remote_traceback = data.get("traceback")
     return err
+
+
+#: set by a window for a ``hivetray`` command it runs as a child (the Settings download): the
+#: file where the command leaves its failure in wire form, so the window can show the typed
+#: error in its own words; the one line on stderr is unchanged
+REPORT_ENV = "HIVETRAY_ERROR_REPORT"
+
+
+def report_to_parent(exc: BaseException) -> None:
+    """Leave ``exc`` where the window that started this command asked (``REPORT_ENV``), if it
+    did; never fails (the stderr line is the report of record)."""
+    path = os.environ.get(REPORT_ENV)
+    if not path:
+        return
+    wire = {**error_to_wire(exc), "traceback": None}
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(wire, handle)
+    except (OSError, TypeError, ValueError):
+        pass
+
+
+def read_report(path: str) -> HivetrayError | None:
+    """The error a child command left at ``path`` (None when there is none or it is not one)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return error_from_wire(raw) if isinstance(raw, dict) else None

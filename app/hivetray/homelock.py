@@ -26,6 +26,7 @@ from typing import IO, Any
 from hivetray.config import write_atomic
 from hivetray.errors import AlreadyRunning
 from hivetray.paths import AppPaths, make_private
+from hivetray.wording import Fix, Remedy
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,8 @@ class HomeLock:
             handle.close()
             owner = read_owner(self.paths)
             who = f" (pid {owner.pid})" if owner is not None else ""
-            raise AlreadyRunning(
-                f"another Hivetray instance{who} owns {self.paths.data_dir}; talk to it with "
-                "`hivetray status`, or stop it with `hivetray quit`") from None
+            raise AlreadyRunning(f"another Hivetray instance{who} owns {self.paths.data_dir}",
+                                 Remedy(Fix.USE_RUNNING_INSTANCE)) from None
         self._handle = handle
         self.describe(socket)
 

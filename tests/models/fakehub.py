@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FakeHub:
     files: dict[str, bytes] = field(default_factory=dict)  # "owner/name/file" → content
     etags: dict[str, str] = field(default_factory=dict)  # override the published checksum
+    failures: dict[str, int] = field(default_factory=dict)  # "owner/name/file" → HTTP status
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     url: str = ""
 
@@ -51,8 +52,21 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self.send_header("X-Repo-Commit", "0" * 40)
             self.send_header("Accept-Ranges", "bytes")
 
+        def _failed(self) -> bool:
+            """Answer with the status the test set for this file (a hub having a bad day)."""
+            match = _PATH.match(self.path.split("?", 1)[0])
+            status = hub.failures.get(f"{match['repo']}/{match['file']}") if match else None
+            if status is None:
+                return False
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+
         def do_HEAD(self) -> None:
             hub.requests.append(("HEAD", self.path, None))
+            if self._failed():
+                return
             found = self._lookup()
             if found is None:
                 self.send_response(404)
@@ -69,6 +83,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             rng = self.headers.get("Range")
             hub.requests.append(("GET", self.path, rng))
+            if self._failed():
+                return
             found = self._lookup()
             if found is None:
                 self.send_response(404)

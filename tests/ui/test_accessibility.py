@@ -23,7 +23,7 @@ from hivetray.history import History
 from hivetray.models import builtin
 from hivetray.paths import AppPaths
 from hivetray.ui.chat_session import ChatSession
-from hivetray.ui.quick_chat import QuickChatWindow
+from hivetray.ui.quick_chat import GET_FIRST_MODEL_BUTTON, QuickChatWindow
 from hivetray.ui.role_table import COLUMNS, RoleTableModel
 from hivetray.ui.settings import SettingsDialog
 from hivetray.ui.status_window import StatusWindow
@@ -52,7 +52,7 @@ def conversation(window: QuickChatWindow) -> QuickChatWindow:
     window._add_view("user", "How do I list files?")
     reply = window._add_view("assistant", "Use **ls**:\n\n```\nls -l\n```")
     reply.repaint_text()
-    window.show_banner("No chat model is set yet.", "Get a model…", None, welcome=True)
+    window.show_banner("No chat model is set yet.", GET_FIRST_MODEL_BUTTON, "chat")
     return window
 
 

@@ -10,6 +10,7 @@ from pytestqt.qtbot import QtBot
 from hivetray.pool.memory import RUNTIME_OVERHEAD_BYTES
 from hivetray.ui.role_table import KEYS
 from hivetray.ui.status_window import WINDOW_TITLE, StatusWindow
+from hivetray.wording import Wording
 from tests.ui.conftest import PoolRig
 from tests.ui.test_role_table import FixedMemory
 
@@ -80,11 +81,11 @@ def test_the_detail_line_shows_the_sampling_defaults_and_escapes_errors(
     window.present()
     chat = pool_rig.pool.role("chat")
     chat.reconfigure(replace(chat.config, temperature=0.0, seed=5))
-    chat.last_error = "bad <tensor> in /m/x.gguf"
+    chat.last_failure = Wording("bad <tensor> in /m/x.gguf")
     window.refresh()
-    text = window.detail.text()
+    text = window.detail.text()  # what is shown, as plain text
     assert "Sampling: greedy (temperature 0)" in text and "seed 5" in text
-    assert "&lt;tensor&gt;" in text and "<tensor>" not in text
+    assert "bad <tensor> in /m/x.gguf" in text  # escaped: not taken for a tag and dropped
     window.table.selectRow(2)  # embed: not sampled
     window.refresh()
     assert "Sampling" not in window.detail.text()

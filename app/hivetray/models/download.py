@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hivetray.errors import ChecksumMismatch, DownloadFailed
+from hivetray.models.download_errors import diagnose, disk_problem
 from hivetray.paths import AppPaths
+from hivetray.wording import Fix
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
@@ -79,19 +81,32 @@ def expected_checksum(etag: str | None) -> tuple[str, str] | None:
 
 def download(repo: str, filename: str, dest: Path, *, revision: str = "main",
              hub: str | None = None) -> Downloaded:
-    """Fetch ``repo``/``filename`` into ``dest`` (resuming ``dest.part``) and verify it."""
+    """Fetch ``repo``/``filename`` into ``dest`` (resuming ``dest.part``) and verify it.
+
+    Every failure is a :class:`DownloadFailed` whose remedy says what to do (connect, check
+    the proxy or the mirror, free disk space...: ``download_errors.diagnose``).
+    """
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-    hub = hub or endpoint()
+    mirror = endpoint()
+    hub = hub or mirror
+    folder = str(dest.parent)
     url = hf_hub_url(repo, filename, revision=revision, endpoint=hub)
     try:
         meta = get_hf_file_metadata(url, endpoint=hub)
     except Exception as exc:  # huggingface_hub raises many types; all mean "cannot fetch"
+        why = diagnose(exc, url, mirror, folder)
         raise DownloadFailed(f"cannot fetch {repo}/{filename} from {hub or 'huggingface.co'}: "
-                             f"{_short(exc)}") from None
+                             f"{why.reason} ({_short(exc)})", why.remedy) from None
     expected = expected_checksum(meta.etag)
     size = meta.size
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        trouble = disk_problem(exc, folder)
+        raise DownloadFailed(f"cannot make the folder {folder}: "
+                             f"{trouble.reason if trouble else _short(exc)}",
+                             trouble.remedy if trouble else None) from None
     if dest.is_file() and size is not None and dest.stat().st_size == size and (
             expected is None or file_digest(dest, expected[0], size) == expected[1]):
         return Downloaded(dest, size, _label(expected), 0, already_there=True)
@@ -102,10 +117,15 @@ def download(repo: str, filename: str, dest: Path, *, revision: str = "main",
         part.unlink()
     try:
         fetch_ranged(meta.location or url, part, resume, size, filename)
+    except DownloadFailed:
+        raise
     except Exception as exc:
         kept = part.stat().st_size if part.exists() else 0
-        raise DownloadFailed(f"download of {repo}/{filename} stopped at {kept} bytes: "
-                             f"{_short(exc)}; run the same command again to resume") from None
+        why = diagnose(exc, meta.location or url, mirror, folder, Fix.RESUME_DOWNLOAD)
+        detail = _short(exc) if why.reason == "the download failed" else \
+            f"{why.reason} ({_short(exc)})"
+        raise DownloadFailed(f"download of {repo}/{filename} stopped at {kept} bytes: {detail}",
+                             why.remedy) from None
     got = part.stat().st_size
     if expected is not None:
         actual = file_digest(part, expected[0], got)
@@ -151,8 +171,8 @@ def fetch_ranged(url: str, part: Path, resume: int, size: int | None, label: str
                 return
             except DownloadFailed:
                 raise
-            except Exception:
-                if attempt == RETRIES:
+            except Exception as exc:  # a dropped connection is retried; a full disk is not
+                if attempt == RETRIES or disk_problem(exc, str(part.parent)) is not None:
                     raise
 
 

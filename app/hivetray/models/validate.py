@@ -17,6 +17,7 @@ from hivetray.errors import (
     ProjectorMissing,
 )
 from hivetray.models.gguf import GGUFError, GGUFInfo, read_header_cached
+from hivetray.wording import Fix, Remedy
 
 POOLING_NONE, POOLING_MEAN, POOLING_CLS, POOLING_LAST, POOLING_RANK = 0, 1, 2, 3, 4
 
@@ -32,8 +33,8 @@ def open_model(path: str, what: str = "model") -> GGUFInfo:
     try:
         return read_header_cached(path)
     except FileNotFoundError:
-        raise InvalidModelFile(f"{what} file not found: {path} (moved or deleted? set it again "
-                               "with `hivetray models set`)", path) from None
+        raise InvalidModelFile(f"{what} file not found: {path}", path,
+                               Remedy(Fix.RELOCATE_FILE)) from None
     except IsADirectoryError:
         raise InvalidModelFile(f"{what} path is a folder, not a .gguf file: {path}",
                                path) from None
@@ -71,9 +72,8 @@ def check_role(role: str, model: str | None, mmproj: str | None = None) -> GGUFI
         return None
     info = open_model(model)
     if info.is_projector:
-        raise InvalidModelFile(f"{model} is a vision projector (mmproj), not a language model: "
-                               "set it as the vision role's --mmproj and pick a model file",
-                               model)
+        raise InvalidModelFile(f"{model} is a vision projector (mmproj), not a language model",
+                               model, Remedy(Fix.MODEL_IS_PROJECTOR, role))
     try:
         if role == "rerank":
             check_rerank(info)
@@ -94,18 +94,18 @@ def check_rerank(info: GGUFInfo) -> None:
     raise NotARerankModel(
         f"{info.path} is not a reranker ({info.architecture} model with {what} and no "
         "classifier head): the rerank role needs a rank-pooling model such as "
-        "bge-reranker-v2-m3 or Qwen3-Reranker (`hivetray models catalog`)", info.path)
+        "bge-reranker-v2-m3 or Qwen3-Reranker", info.path, Remedy(Fix.PICK_RERANKER, "rerank"))
 
 
 def check_projector(info: GGUFInfo, mmproj: str | None) -> GGUFInfo:
     if not mmproj:
         raise ProjectorMissing(
-            f"the vision role needs a projector (mmproj) file for {info.path}: set both with "
-            "`hivetray models set vision MODEL.gguf --mmproj MMPROJ.gguf`", info.path)
+            f"the vision role needs a projector (mmproj) file for {info.path}", info.path,
+            Remedy(Fix.SET_PROJECTOR, "vision"))
     try:
         proj = open_model(mmproj, "projector")
     except InvalidModelFile as exc:
-        raise ProjectorMissing(str(exc), mmproj) from None
+        raise ProjectorMissing(exc.wording.problem, mmproj, exc.wording.remedy) from None
     if not proj.is_projector:
         raise ProjectorMismatch(
             f"{mmproj} is a {proj.architecture} model, not a projector (mmproj): pick the "

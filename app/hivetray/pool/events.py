@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from hivetray.wording import Wording
+
 log = logging.getLogger("hivetray.events")
 
 
@@ -53,10 +55,15 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
     level: str = "info"
+    #: a failure's problem and typed remedy, for windows and notifications to word their way
+    #: (``hivetray.wording.notification_text``); ``message`` is the CLI's and the log's text
+    wording: Wording | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["kind"] = str(self.kind)
+        if self.wording is None:  # only failures have one: other events keep their shape
+            del out["wording"]
         return out
 
 

@@ -22,6 +22,7 @@ import psutil
 
 from hivetray.errors import InsufficientMemory
 from hivetray.models.gguf_types import GGUFInfo
+from hivetray.wording import Fix, Remedy
 
 
 class MemoryProbe(Protocol):
@@ -169,20 +170,19 @@ def plan_admission(needed: int, available: int, candidates: Iterable[Candidate],
 
 def refusal(role: str, plan: AdmissionPlan, running: dict[str, int],
             n_ctx: int) -> InsufficientMemory:
-    """The one-line error for a start that does not fit: the numbers and what to do.
+    """The one-line error for a start that does not fit: the numbers, and what to do as a
+    typed remedy (the CLI names ``hivetray retry``, a window the Retry button).
 
     ``running`` maps the other roles that hold a worker (busy or pinned ones, typically) to
     their RSS: stopping them is the first remedy, biggest first.
     """
     biggest = sorted(running, key=lambda name: -running[name])
-    stop = " or ".join(f"{name} ({human_bytes(running[name])})" if running[name] else name
-                       for name in biggest)
-    remedy = f"stop {stop}" if stop else "close other programs"
-    context = f"lower n_ctx ({n_ctx})" if n_ctx else "set a smaller n_ctx"
-    message = (f"{role} needs ~{human_bytes(plan.needed_bytes)} of memory, "
-               f"{human_bytes(max(0, plan.usable_bytes))} free; {remedy} or {context} in "
-               f"Settings, then: hivetray retry {role}")
-    return InsufficientMemory(message, role, plan.needed_bytes, plan.available_bytes)
+    stop = tuple(f"{name} ({human_bytes(running[name])})" if running[name] else name
+                 for name in biggest)
+    problem = (f"{role} needs ~{human_bytes(plan.needed_bytes)} of memory, "
+               f"{human_bytes(max(0, plan.usable_bytes))} free")
+    return InsufficientMemory(problem, role, plan.needed_bytes, plan.available_bytes,
+                              Remedy(Fix.FREE_MEMORY, role, stop=stop, n_ctx=n_ctx))
 
 
 def human_bytes(n: int) -> str:

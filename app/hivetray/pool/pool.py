@@ -239,7 +239,7 @@ class WorkerPool:
             role=role.name, state=role.state, pid=role.pid, model=role.config.model,
             in_flight=len(role.in_flight), crashes_in_window=role.breaker.crashes_in_window(),
             retry_in_s=round(retry_in, 1) if retry_in is not None else None,
-            last_error=role.last_error,
+            last_error=role.last_error, last_failure=role.last_failure,
             rss_bytes=self.memory.rss(role.pid) if role.pid is not None else None,
             requests=role.usage.requests, tokens_per_s=role.usage.tokens_per_s,
             prompt_tokens=role.usage.prompt_tokens,

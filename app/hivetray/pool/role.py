@@ -38,19 +38,14 @@ from hivetray.pool.registry import NoRegistry, WorkerRegistry
 from hivetray.pool.requests import InFlight, Usage
 from hivetray.pool.retire import Retirement
 from hivetray.pool.shutdown import Timing, stop_worker
-from hivetray.pool.states import (
-    RETRYABLE,
-    SERVING,
-    STOPPABLE,
-    IllegalTransition,
-    RoleState,
-    is_legal,
-)
+from hivetray.pool.states import RETRYABLE, SERVING, STOPPABLE, IllegalTransition, is_legal
+from hivetray.pool.states import RoleState as S
 from hivetray.pool.tasks import TaskSet, in_thread, wait_shielded
 from hivetray.pool.transport import Spawner
 from hivetray.pool.worker_run import WorkerRun
+from hivetray.wording import Wording
 
-S = RoleState
+
 class RoleSupervisor:
     """Keeps one role's worker alive, healthy and cheap; the pool holds one per role."""
 
@@ -78,7 +73,7 @@ class RoleSupervisor:
         self.timing = Timing()
         self.apply_pool_config(pool_config)
         self.usage = Usage()
-        self.last_error: str | None = None
+        self.last_failure: Wording | None = None  # what went wrong last, in every surface's words
         self.run: WorkerRun | None = None
         self.started_at: float | None = None
         self.last_used = clock.now()
@@ -92,8 +87,13 @@ class RoleSupervisor:
     def pid(self) -> int | None:
         return self.run.pid if self.run is not None else None
 
+    @property
+    def last_error(self) -> str | None:
+        """The last failure as the CLI says it (``status --json``); windows use its wording."""
+        return self.last_failure.for_cli() if self.last_failure is not None else None
+
     # -- the one state setter -------------------------------------------------------------
-    def _set_state(self, new: RoleState, reason: str = "") -> None:
+    def _set_state(self, new: S, reason: str = "") -> None:
         old = self.state
         if not is_legal(old, new):
             raise IllegalTransition(f"{self.name}: {old} -> {new} is not a legal transition")
@@ -102,8 +102,8 @@ class RoleSupervisor:
                    else ""), {"old": str(old), "new": str(new), "reason": reason})
 
     def _emit(self, kind: EventKind, message: str, data: dict[str, Any] | None = None,
-              level: str = "info") -> None:
-        self.events.emit(Event(kind, self.name, message, data or {}, level=level))
+              level: str = "info", wording: Wording | None = None) -> None:
+        self.events.emit(Event(kind, self.name, message, data or {}, level=level, wording=wording))
 
     def _task_failed(self, name: str, error: BaseException) -> None:
         self._emit(EventKind.TASK_FAILED, f"{self.name}: {name} failed: {error}",
@@ -125,7 +125,7 @@ class RoleSupervisor:
             if state is S.UNCONFIGURED:
                 raise RoleUnconfigured(self.name)
             if state is S.ERROR:
-                raise RoleInError(self.name, self.last_error or "unknown error")
+                raise RoleInError(self.name, self.last_failure or "unknown error")
             if state is S.COOLING_DOWN:
                 if not self.expire_cooldown():
                     raise self._circuit_open_error()
@@ -158,8 +158,9 @@ class RoleSupervisor:
             checked = await self.launcher.prepare(config, current)
         except HivetrayError as exc:  # a ModelLoadError, or InsufficientMemory
             if current():
-                self._emit(EventKind.LOAD_ERROR, f"{self.name}: {exc}", level="error")
-                self._fail_start(str(exc), exc)
+                self._emit(EventKind.LOAD_ERROR, f"{self.name}: {exc}", level="error",
+                           wording=exc.wording)
+                self._fail_start(exc.wording, exc)
             return
         if not current():
             return
@@ -170,10 +171,10 @@ class RoleSupervisor:
                        {"traceback": traceback.format_exc()}, level="error")
             self._fail_start(f"could not start the worker process: {exc}")
 
-    def _fail_start(self, message: str, error: HivetrayError | None = None) -> None:
-        self.last_error = message
-        self._set_state(S.ERROR, message)
-        self.start_gate.fail(error or RoleInError(self.name, message))
+    def _fail_start(self, failure: Wording | str, error: HivetrayError | None = None) -> None:
+        self.last_failure = failure = failure if isinstance(failure, Wording) else Wording(failure)
+        self._set_state(S.ERROR, failure.for_cli())
+        self.start_gate.fail(error or RoleInError(self.name, failure))
         if self.run is not None:  # it reported a load error and is exiting: see it go aside
             self._retire(self.run)
 
@@ -202,9 +203,10 @@ class RoleSupervisor:
             self._on_ready(msg)
         elif kind == "load_error":
             error = error_from_wire(msg["error"])
-            self._emit(EventKind.LOAD_ERROR, f"{self.name}: {error}", level="error")
+            self._emit(EventKind.LOAD_ERROR, f"{self.name}: {error}", level="error",
+                       wording=error.wording)
             if self.state is S.STARTING:
-                self._fail_start(str(error), error)
+                self._fail_start(error.wording, error)
         elif kind == "chunk":
             self.in_flight.deliver(int(msg["id"]), "chunk", msg["data"])
         elif kind in ("result", "cancelled", "error"):
@@ -272,11 +274,11 @@ class RoleSupervisor:
             return
         self.in_flight.fail_all(error)
         self.start_gate.fail(error)
-        self.last_error = first_line(error)
+        self.last_failure = Wording(first_line(error))
         if self.breaker.record_crash():
             self._set_state(S.COOLING_DOWN, "restart budget exhausted")
-            self._emit(EventKind.BREAKER_OPEN, str(self._circuit_open_error()),
-                       {"retry_in_s": self.breaker.retry_in_s()}, level="warning")
+            self._emit(EventKind.BREAKER_OPEN, str(opened := self._circuit_open_error()),
+                       {"retry_in_s": self.breaker.retry_in_s()}, "warning", opened.wording)
         else:
             self._set_state(S.STOPPED, "crashed")
             self._restart_if_pinned()
@@ -345,7 +347,7 @@ class RoleSupervisor:
     def retry(self) -> None:
         """Reset the breaker and any load error; pinned roles start again at once."""
         self.breaker.reset()
-        self.last_error = None
+        self.last_failure = None
         if self.state in RETRYABLE:
             self._set_state(S.STOPPED, "retry asked")
             self._restart_if_pinned()
@@ -407,7 +409,7 @@ class RoleSupervisor:
         self._emit(EventKind.CONFIG, f"{self.name}: settings changed; the worker is restarted "
                    "with the new model" if config.configured else f"{self.name}: model removed")
         self.breaker.reset()
-        self.last_error = self.launcher.mem_estimate = None
+        self.last_failure = self.launcher.mem_estimate = None
         task = self.stop("settings changed")
         return self.tasks.spawn(self._settle_after_config(task), f"reconfigure-{self.name}")
 

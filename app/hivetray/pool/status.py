@@ -13,6 +13,7 @@ from typing import Any
 
 from hivetray.pool.states import RETRYABLE, STOPPABLE, TRANSITIONAL, TROUBLE, RoleState
 from hivetray.sampling import Sampling
+from hivetray.wording import Wording
 
 #: the fields of one role in ``hivetray status --json`` (docs/contract.md), in this order
 STATUS_JSON_KEYS = ("role", "state", "pid", "model", "in_flight", "crashes_in_window",
@@ -50,6 +51,9 @@ class RoleStatus:
     url: str | None = None
     #: a remote role's last round trip (a request's answer or a health check), milliseconds
     rtt_ms: float | None = None
+    #: ``last_error`` as a problem and a typed remedy, so a window can say it in its own words
+    #: (a button to press, not a command to type); not in ``status --json``
+    last_failure: Wording | None = None
 
     @property
     def remote(self) -> bool:
@@ -66,6 +70,13 @@ class RoleStatus:
         if self.remote:
             return f"{self.model or 'default model'} @ {self.url}"
         return name(self.model) if self.model else None
+
+    @property
+    def error_for_window(self) -> str | None:
+        """The last error as a window shows it (its first line, the remedy as a button)."""
+        if self.last_failure is not None:
+            return self.last_failure.for_window()
+        return Wording(self.last_error).for_window() if self.last_error else None
 
     @property
     def can_stop(self) -> bool:
@@ -100,6 +111,7 @@ class RoleStatus:
         values["state"] = RoleState(raw["state"])
         if isinstance(values.get("sampling"), dict):
             values["sampling"] = Sampling(**values["sampling"])
+        values["last_failure"] = Wording.from_dict(values.get("last_failure"))
         return cls(**values)
 
 

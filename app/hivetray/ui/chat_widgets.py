@@ -171,6 +171,7 @@ class MessageView(QFrame):
         layout.addWidget(self.body)
         self.status = QLabel()
         self.status.setObjectName("messageStatus")
+        self.status.setWordWrap(True)  # "failed: <why and what to do>" is read in full
         self.status.hide()
         layout.addWidget(self.status)
         if role == "assistant":

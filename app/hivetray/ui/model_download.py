@@ -5,14 +5,21 @@ The download itself is ``hivetray models download ROLE NAME`` run as a child pro
 checksum and the atomic config update live there, once); this widget starts it, shows progress
 from the size of the growing ``.part`` file, and reports the outcome in words. The app stays
 responsive and a failed or cancelled download can simply be started again: it resumes.
+
+A failure is shown in the window's words, not the CLI's: the child leaves its typed error in a
+report file (``hivetray.errors.REPORT_ENV``), whose remedy names the Download button ("connect
+and press Download again") where the CLI would name a command. It gets a full-width
+:class:`ErrorText` under the row, so a long reason is read in full.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, Qt, QTimer, Signal
+from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -26,9 +33,12 @@ from PySide6.QtWidgets import (
 )
 
 from hivetray.autostart import launch_command
+from hivetray.errors import REPORT_ENV, read_report
 from hivetray.models.catalog import DEFAULTS, CatalogEntry, for_role
 from hivetray.models.download import target_path
 from hivetray.paths import AppPaths
+from hivetray.ui.error_text import ErrorText
+from hivetray.wording import sentence, window_text
 
 CommandFor = Callable[[str, CatalogEntry], list[str]]
 
@@ -56,16 +66,20 @@ class ModelDownloader(QWidget):
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.bar.hide()
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        row = QHBoxLayout(self)
+        #: the outcome, under the row and as wide as it: a long error is read in full
+        self.message = ErrorText(f"Download of a {role} model")
+        row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.choice, 1)
         row.addWidget(self.button)
         row.addWidget(self.bar)
-        row.addWidget(self.message)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addLayout(row)
+        column.addWidget(self.message)
         self.process: QProcess | None = None
         self._part: Path | None = None
+        self._report: str | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(250)
         self._timer.timeout.connect(self._show_progress)
@@ -95,12 +109,17 @@ class ModelDownloader(QWidget):
         self.process = QProcess(self)
         self.process.setProgram(command[0])
         self.process.setArguments(command[1:])
+        handle, self._report = tempfile.mkstemp(prefix="hivetray-download-", suffix=".json")
+        os.close(handle)
+        environment = QProcessEnvironment.systemEnvironment()
+        environment.insert(REPORT_ENV, self._report)
+        self.process.setProcessEnvironment(environment)
         self.process.finished.connect(self._done)
         self.bar.setRange(0, max(1, entry.approx_mb))
         self.bar.setValue(0)
         self.bar.setFormat("%v of ~%m MB")
         self.bar.show()
-        self.message.setText("")
+        self.message.clear()
         self.button.setText("Cancel")
         self.choice.setEnabled(False)
         self.process.start()
@@ -121,14 +140,27 @@ class ModelDownloader(QWidget):
         self.button.setText("Download")
         self.choice.setEnabled(True)
         self.bar.hide()
+        error = self._take_report()
         if exit_code == 0:
             text = f"{self.entry.name} is downloaded and set for the {self.role} role."
-        else:
-            lines = [ln for ln in output.splitlines() if ln.strip()]
-            text = (lines[-1] if lines else "the download was cancelled") + \
+        elif error is not None:
+            text = sentence(window_text(error))
+        else:  # cancelled, or the child died before it could say why
+            lines = [ln.removeprefix("hivetray: ") for ln in output.splitlines() if ln.strip()]
+            text = sentence(lines[-1] if lines else "the download was cancelled") + \
                 " — press Download to resume."
-        self.message.setText(text)
+        self.message.set_text(text)
         self.finished.emit(exit_code == 0, text)
+
+    def _take_report(self) -> BaseException | None:
+        """The typed error the child left (None: it succeeded, was killed, or is not ours)."""
+        path, self._report = self._report, None
+        if path is None:
+            return None
+        try:
+            return read_report(path)
+        finally:
+            Path(path).unlink(missing_ok=True)
 
 
 class ModelDownloadDialog(QDialog):

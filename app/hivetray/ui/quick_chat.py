@@ -32,19 +32,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hivetray.errors import (
-    CircuitOpen,
-    HivetrayError,
-    RoleInError,
-    RoleUnconfigured,
-    first_line,
-)
+from hivetray.errors import HivetrayError
 from hivetray.history import HistoryError, Message
 from hivetray.pool.states import RoleState
 from hivetray.pool.status import RoleStatus
 from hivetray.ui.a11y import FOCUS_STYLE, describe, text_size
 from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.chat_widgets import Attachment, ChatInput, MessageView
+from hivetray.ui.error_text import ErrorText
+from hivetray.wording import Act, Button, Fix, Remedy, Wording, button_for, sentence, window_text
 
 WINDOW_TITLE = "Hivetray — Quick chat"
 STYLE = """
@@ -61,6 +57,8 @@ STATUS_TEXT = {"stopped": "stopped", "interrupted": "interrupted (the app closed
 GET_MODEL = "Get a better model…"
 #: the banner's action when the chat role has no model at all: the welcome window
 GET_FIRST_MODEL = "Get a model…"
+#: with no chat model at all, the banner's button opens the welcome window (not Settings)
+GET_FIRST_MODEL_BUTTON = Button(GET_FIRST_MODEL, Act.OPEN_WELCOME, "chat")
 
 
 class QuickChatWindow(QWidget):
@@ -107,16 +105,15 @@ class QuickChatWindow(QWidget):
         header.addWidget(QLabel("<b>Hivetray</b>"))
         header.addWidget(self.conversations, 1)
         header.addWidget(new_chat)
-        self.banner = QLabel()
-        self.banner.setObjectName("banner")
-        self.banner.setWordWrap(True)
+        self.banner = ErrorText("Problem", "banner")
         self.banner_button = QPushButton()
         self.banner_button.clicked.connect(self._banner_action)
-        self._banner_role: str | None = None
-        self._banner_welcome = False  # the action opens the welcome window, not Settings
+        #: what the banner's button does (its remedy), and the role whose state it is about
+        self._banner_remedy: Button | None = None
+        self._banner_about: str | None = None
         banner_row = QHBoxLayout()
         banner_row.addWidget(self.banner, 1)
-        banner_row.addWidget(self.banner_button)
+        banner_row.addWidget(self.banner_button, 0, Qt.AlignmentFlag.AlignTop)
         self.banner_box = QWidget()
         self.banner_box.setLayout(banner_row)
         self.banner_box.hide()
@@ -308,35 +305,41 @@ class QuickChatWindow(QWidget):
                 self.reply.set_status("stopped")
 
     def _on_failed(self, error: HivetrayError) -> None:
-        message = first_line(error)
+        """The reply says it failed and why; the banner offers the remedy as its button (Set
+        one… for a role with no model, Retry for a role in error or cooling down)."""
         self._paint_reply()
         if self.reply is not None:
             self.reply.settle()
-            self.reply.set_status(f"failed: {message}")
-        if isinstance(error, RoleUnconfigured) and error.role == "chat":
-            self.show_banner(message, GET_FIRST_MODEL, None, welcome=True)
-        elif isinstance(error, RoleUnconfigured):  # e.g. an image but no vision model: set one
-            self.show_banner(message, "Set one…", None)
-        elif isinstance(error, CircuitOpen | RoleInError):
-            self.show_banner(message, "Retry now", error.role)
-        else:
-            self.show_banner(message)
+            self.reply.set_status(f"failed: {window_text(error)}")
+        self.show_problem(error.wording)
 
     def _on_busy(self, busy: bool) -> None:
         self.stop_button.setEnabled(busy)
         self.send_button.setEnabled(not busy)
 
     # -- role problems ---------------------------------------------------------------------------
-    def show_banner(self, text: str, action: str = "", role: str | None = None, *,
-                    welcome: bool = False) -> None:
-        """``action`` retries ``role``; without a role it opens Settings, or with ``welcome``
-        the welcome window."""
-        self.banner.setText(text)
-        self.banner_button.setText(action)
-        self.banner_button.setVisible(bool(action))
-        self._banner_role = role
-        self._banner_welcome = welcome
+    def show_banner(self, text: str, button: Button | None = None,
+                    about: str | None = None) -> None:
+        """``text`` in the banner ("" hides it) with ``button`` beside it; ``about`` is the role
+        whose state it reports, so the banner goes when that role is well again."""
+        self.banner.set_text(text)
+        self.banner_button.setText(button.label if button else "")
+        self.banner_button.setVisible(button is not None)
+        self._banner_remedy, self._banner_about = button, about
         self.banner_box.setVisible(bool(text))
+
+    def show_problem(self, wording: Wording, about: str | None = None) -> None:
+        """A failure in the window's words: the problem, and its remedy as the button when a
+        button here can carry it out (Retry, Set one…); else the remedy in words."""
+        button = button_for(wording.remedy)
+        if button is not None and button.act is Act.DOWNLOAD:  # that button lives in Settings
+            button = None
+        remedy = wording.remedy
+        if remedy is not None and remedy.fix is Fix.SET_MODEL and remedy.role == "chat":
+            button = GET_FIRST_MODEL_BUTTON  # no chat model at all: the welcome gets one
+        if about is None and button is not None and button.act is Act.RETRY:
+            about = button.role
+        self.show_banner(sentence(wording.beside(button)), button, about)
 
     def update_roles(self, roles: Sequence[RoleStatus]) -> None:
         """Say so when the chat worker cannot answer right now, with a countdown and Retry;
@@ -348,19 +351,26 @@ class QuickChatWindow(QWidget):
         self.demo_box.setVisible(bool(chat.model_label))
         if chat.state is RoleState.COOLING_DOWN:
             seconds = round(chat.retry_in_s or 0)
-            self.show_banner(f"The chat worker keeps crashing; retrying in {seconds} s. "
-                             f"{chat.last_error or ''}", "Retry now", "chat")
+            crash = sentence(chat.error_for_window or "")
+            self.show_banner(f"The chat worker keeps crashing; retrying in {seconds} s. {crash}",
+                             button_for(Remedy(Fix.RETRY_NOW, "chat")), "chat")
         elif chat.state is RoleState.ERROR:
-            self.show_banner(f"The chat model could not load: {chat.last_error}", "Retry", "chat")
+            failure = chat.last_failure or Wording(chat.last_error or "unknown error")
+            self.show_problem(Wording(f"the chat model could not load: {failure.problem}",
+                                      failure.remedy or Remedy(Fix.RETRY, "chat")), "chat")
         elif not chat.configured:
-            self.show_banner("No chat model is set yet.", GET_FIRST_MODEL, None, welcome=True)
-        elif self._banner_role == "chat":
+            self.show_banner("No chat model is set yet.", GET_FIRST_MODEL_BUTTON, "chat")
+        elif self._banner_about == "chat":
             self.show_banner("")
 
     def _banner_action(self) -> None:
-        if self._banner_welcome:
+        """The banner's button carries out its remedy."""
+        button = self._banner_remedy
+        if button is None:
+            return
+        if button.act is Act.RETRY and button.role is not None:
+            self.retry.emit(button.role)
+        elif button.act is Act.OPEN_WELCOME:
             self.open_welcome.emit()
-        elif self._banner_role is None:
-            self.open_settings.emit()
         else:
-            self.retry.emit(self._banner_role)
+            self.open_settings.emit()

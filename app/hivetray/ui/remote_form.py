@@ -121,13 +121,19 @@ class RemoteFields:
         self.test.setEnabled(False)
         self.result.setText("Connecting…")
 
-        def run() -> None:
+        role, reply = self.role, self._reply
+
+        def run() -> None:  # not `self`: see below
             try:
-                report = asyncio.run(check_connection(self.role, cfg))
+                report = asyncio.run(check_connection(role, cfg))
             except Exception as exc:
-                self._reply.done.emit(False, first_line(exc))
+                reply.done.emit(False, first_line(exc))
             else:
-                self._reply.done.emit(True, report.describe())
+                reply.done.emit(True, report.describe())
+
+        # asyncio's failures keep their frames, and this one through its caller chain: had it
+        # held the form, the whole dialog would be garbage in a reference cycle, destroyed by
+        # the collector of whatever thread runs next, while Qt widgets must die in theirs
 
         self._thread = threading.Thread(target=run, daemon=True,
                                         name=f"test-connection-{self.role}")

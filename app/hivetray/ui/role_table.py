@@ -183,7 +183,7 @@ class RoleTableModel(QAbstractTableModel):
             return QColor(STATE_COLOURS[value])
         if role in (Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.AccessibleDescriptionRole):
             if key == "state" and row.last_error:
-                return row.last_error
+                return row.error_for_window  # a window's words: no command to type
             if key == "model" and (value or row.remote):
                 return row.served_by() or ""
             if key == "rss_bytes":

@@ -41,6 +41,7 @@ from hivetray.ui.hotkeys import toggle_command
 from hivetray.ui.model_download import ModelDownloader
 from hivetray.ui.remote_form import RemoteFields
 from hivetray.ui.sampling_form import SamplingForm
+from hivetray.wording import window_text
 
 
 def expand_path(text: str) -> str | None:
@@ -71,7 +72,7 @@ def check_gguf(path: str, what: str = "model") -> str | None:
     try:
         open_model(file, what)
     except InvalidModelFile as exc:
-        message = str(exc)
+        message = window_text(exc)
         lead = f"{file} is not a usable {what} file: "
         if message.startswith(lead):  # header problems: say plainly what the file is not
             return f"{file} is not a GGUF {what} file Hivetray can load: {message[len(lead):]}"
@@ -83,11 +84,15 @@ def check_gguf(path: str, what: str = "model") -> str | None:
 
 def role_problem(role: str, model: str | None, mmproj: str | None) -> ModelLoadError | None:
     """The pool's own check of the role's files (``check_role``), so Settings never saves what
-    the pool would refuse to start; None when they are fine."""
+    the pool would refuse to start; None when they are fine.
+
+    The error is returned without its traceback: its frames hold the caller's, and the
+    caller holds the error, a cycle that would keep the whole dialog for the garbage collector
+    of any thread (Qt widgets must be destroyed in the GUI thread)."""
     try:
         check_role(role, model, mmproj)
     except ModelLoadError as exc:
-        return exc
+        return exc.with_traceback(None)
     except Exception as exc:  # any failure of the check refuses, as in the pool
         return InvalidModelFile(f"{model} could not be checked ({type(exc).__name__}: {exc}): "
                                 "choose another file", model)
@@ -210,7 +215,7 @@ class RoleTab(QWidget):
             if error is not None:
                 about_projector = isinstance(error, ProjectorMissing | ProjectorMismatch)
                 where = self.mmproj if about_projector and self.mmproj else self.model
-                found[where] = str(error)
+                found[where] = window_text(error)  # the fix in this window's words
         for path_field in self._path_fields():
             path_field.show_problem(found.get(path_field))
         return list(found.values())

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QMainWindow,
     QPushButton,
     QSplitter,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from hivetray.pool.status import PoolStatus, RoleStatus
 from hivetray.ui.a11y import FOCUS_STYLE, describe, name_clear_buttons, text_size
+from hivetray.ui.error_text import ErrorText
 from hivetray.ui.log_pane import LogPane
 from hivetray.ui.role_table import KEYS, RoleTableModel
 
@@ -30,9 +30,10 @@ WINDOW_TITLE = "Hivetray — Status"
 
 
 def detail_html(row: RoleStatus) -> str:
-    """The selected role's last error, its built-in model and sampling defaults, as rich text
-    (escaped: an error quotes file names and llama.cpp's words, which may hold ``<``)."""
-    lines = [f"<b>{row.role}</b>: {html.escape(row.last_error or 'no errors')}"]
+    """The selected role's last error (in a window's words: the button to press, not the
+    command to type), its built-in model and sampling defaults, as rich text (escaped: an
+    error quotes file names and llama.cpp's words, which may hold ``<``)."""
+    lines = [f"<b>{row.role}</b>: {html.escape(row.error_for_window or 'no errors')}"]
     if row.model_label:
         lines.append(html.escape(row.model_label))
     if row.sampling is not None:
@@ -63,9 +64,7 @@ class StatusWindow(QMainWindow):
         self.table.horizontalHeader().setSectionResizeMode(KEYS.index("model"),
                                                            QHeaderView.ResizeMode.Stretch)
         self.table.doubleClicked.connect(lambda _i: self._open_log())
-        self.detail = QLabel()
-        self.detail.setWordWrap(True)
-        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.detail = ErrorText("Details of the selected role", "roleDetail")
         buttons = QHBoxLayout()
         self.buttons: dict[str, QPushButton] = {}
         for name, tip, slot in (
@@ -117,10 +116,10 @@ class StatusWindow(QMainWindow):
     def _update_detail(self) -> None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         if not rows:
-            self.detail.setText("")
+            self.detail.clear()
             return
         row = self.model.row_data(rows[0].row())
-        self.detail.setText(detail_html(row))
+        self.detail.set_html(detail_html(row))
         self.buttons["Retry"].setEnabled(row.can_retry)
         self.buttons["Stop"].setEnabled(row.can_stop)
         self.buttons["Restart"].setEnabled(row.configured)
