@@ -14,6 +14,7 @@ Qt-free and free of Hivetray imports, so the errors, the pool, the CLI and the U
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -362,9 +363,20 @@ def window_text(error: BaseException) -> str:
     return _plain(text) if text else type(error).__name__
 
 
-def notification_text(event: Worded) -> str:
-    """A desktop notification's text for a pool event: its wording for a window when it has
-    one (a load error, the breaker opening), else its message's first line."""
+#: a trailing "(… hivetray <command> …)" hint in an untyped message: the CLI's words
+_COMMAND_HINT = re.compile(r"\s*\([^()]*`?hivetray [^()]*\)\s*$")
+
+
+def window_line(event: Worded) -> str:
+    """A pool event in one line, in a window's words: its wording for a window when it has one
+    (a load error, the breaker opening), else its message's first line without a command-line
+    hint (the tray menu and the status window carry the action)."""
     wording = event.wording
-    return sentence(wording.for_window() if wording is not None
-                    else _plain(event.message.split("\n", 1)[0]))
+    if wording is not None:
+        return wording.for_window()
+    return _plain(_COMMAND_HINT.sub("", event.message.split("\n", 1)[0]))
+
+
+def notification_text(event: Worded) -> str:
+    """A desktop notification's text for a pool event: :func:`window_line`, as a sentence."""
+    return sentence(window_line(event))

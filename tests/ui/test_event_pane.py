@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QPlainTextEdit, QWidget
 from pytestqt.qtbot import QtBot
 
 from hivetray.desktop import DesktopApp
+from hivetray.errors import CircuitOpen
 from hivetray.pool.events import Event, EventKind
 from hivetray.ui.event_model import MESSAGE, TIME, EventListModel
 from hivetray.ui.log_pane import EventLogView, WorkerLogView
@@ -263,3 +264,19 @@ def test_an_opened_tail_below_the_visible_rows_is_brought_into_view(qtbot: QtBot
     bar = box.verticalScrollBar()  # and at its end: the last lines say why it died
     assert bar.value() == bar.maximum()
     assert tree.horizontalScrollBar().value() == 0
+
+
+def test_rows_speak_a_windows_words_never_a_command(qtbot: QtBot) -> None:
+    breaker = CircuitOpen("chat", 4, 60, 41.6)
+    view = make_view(qtbot)
+    view.load([Event(EventKind.BREAKER_OPEN, "chat", str(breaker), {}, time.time(), "error",
+                     wording=breaker.wording),
+               ev(EventKind.STATE, "embed", "the embed role is in error: bad file (after fixing "
+                  "it: hivetray retry embed)\nmore")])
+    for row in range(2):
+        shown = str(cell(view, row, MESSAGE))
+        tip = str(cell(view, row, MESSAGE, Qt.ItemDataRole.ToolTipRole))
+        assert "hivetray " not in shown + tip and "`" not in shown + tip, (shown, tip)
+    assert "press Retry" in str(cell(view, 0, MESSAGE))
+    assert cell(view, 1, MESSAGE) == "the embed role is in error: bad file"
+    assert str(cell(view, 1, MESSAGE, Qt.ItemDataRole.ToolTipRole)).endswith("\nmore")

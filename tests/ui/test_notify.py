@@ -17,6 +17,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
+from hivetray.errors import CircuitOpen
 from hivetray.pool.events import Event, EventKind
 from hivetray.ui import notify
 from hivetray.ui.notify import (
@@ -27,7 +28,6 @@ from hivetray.ui.notify import (
     NoticePopup,
     NotificationPolicy,
     Notifier,
-    notice_body,
     popup_position,
 )
 from hivetray.ui.tray import TrayIcon
@@ -37,8 +37,9 @@ from tests.ui.conftest import PoolRig
 
 CRASH = ("the chat worker was killed by SIGABRT; log: /h/logs/worker-chat.log\n"
          "llama_model_loader: - kv 21: tokenizer.chat_template ...")
-BREAKER = ("the chat worker crashed 4 times in 60 s; retrying in 60 s "
-           "(or now: hivetray retry chat)")
+BREAKER = str(CircuitOpen("chat", 4, 60, 60))  # "… (or now: hivetray retry chat)"
+#: the breaker's event as the pool sends it: with its wording for windows
+BREAKER_WORDING = CircuitOpen("chat", 4, 60, 60).wording
 
 
 def crash(role: str = "chat", message: str = CRASH) -> Event:
@@ -51,13 +52,14 @@ def test_the_policy_limits_each_role_and_kind_separately() -> None:
     clock = FakeClock()
     policy = NotificationPolicy(clock.now)
     first = policy.notice_for(crash())
-    assert first == Notice("A worker crashed", "the chat worker was killed by SIGABRT; log: "
+    assert first == Notice("A worker crashed", "The chat worker was killed by SIGABRT; log: "
                            "/h/logs/worker-chat.log", warning=True)
     assert policy.notice_for(crash()) is None  # the same role and kind: too soon
     assert policy.notice_for(crash("embed")) is not None  # another role
     opened = policy.notice_for(Event(EventKind.BREAKER_OPEN, "chat", BREAKER, level="warning"))
     assert opened is not None and opened.summary == "A worker keeps crashing"
-    assert opened.body == "the chat worker crashed 4 times in 60 s; retrying in 60 s"
+    # an event without its wording still never shows the command
+    assert opened.body == "The chat worker crashed 4 times in 60 s; retrying in 60 s"
     assert policy.notice_for(Event(EventKind.STATE, "chat", "chat: ready")) is None
     clock.advance(NOTIFY_INTERVAL_S - 0.1)
     assert policy.notice_for(crash()) is None
@@ -75,13 +77,19 @@ def test_only_an_api_that_cannot_run_is_notified() -> None:
     assert notice is not None and notice.body.endswith("(address in use)")  # not a command hint
 
 
-def test_the_body_is_the_first_line_without_a_command_hint() -> None:
-    assert notice_body("a\nb") == "a"
-    assert notice_body("the embed role is in error: bad file (after fixing it: hivetray retry "
-                       "embed)") == "the embed role is in error: bad file"
-    assert notice_body("no model is set (set one with `hivetray models set chat FILE.gguf`)") \
-        == "no model is set"
-    assert notice_body("port 80 (permission denied)") == "port 80 (permission denied)"
+def test_the_body_is_in_a_windows_words_never_a_command() -> None:
+    """The pool's own events carry their wording: the notice names the button, not the CLI."""
+    policy = NotificationPolicy(FakeClock().now)
+    breaker = CircuitOpen("chat", 4, 60, 41.6)
+    notice = policy.notice_for(Event(EventKind.BREAKER_OPEN, "chat", str(breaker),
+                                     level="error", wording=breaker.wording))
+    assert notice is not None
+    assert "hivetray" not in notice.body and "`" not in notice.body, notice.body
+    assert "Retry" in notice.body and notice.body[0].isupper()
+    crash = policy.notice_for(Event(EventKind.CRASH, "embed", "the embed worker was killed by "
+                                    "SIGSEGV; its log is /h/worker-embed.log\nlog tail…"))
+    assert crash is not None and crash.body.startswith("The embed worker was killed by SIGSEGV")
+    assert "log tail" not in crash.body
 
 
 # -- the popup -------------------------------------------------------------------------------------
@@ -173,8 +181,9 @@ def test_crashes_are_notified_through_the_desktops_service_and_rate_limited(
     try:
         for _ in range(5):  # a crash loop: one notice
             tray.notify(crash())
-        tray.notify(Event(EventKind.BREAKER_OPEN, "chat", BREAKER, level="warning"))
-        tray.notify(Event(EventKind.BREAKER_OPEN, "chat", BREAKER, level="warning"))
+        for _ in range(2):
+            tray.notify(Event(EventKind.BREAKER_OPEN, "chat", BREAKER, level="warning",
+                              wording=BREAKER_WORDING))
         tray.notify(crash("embed", "the chat worker died loading <tensor> & co\nmore"))
         # the last one sent arrives last (one connection keeps its order): nothing else came
         qtbot.waitUntil(lambda: len(server.calls) >= 3, timeout=5000)
@@ -185,9 +194,10 @@ def test_crashes_are_notified_through_the_desktops_service_and_rate_limited(
         assert apps == {"Hivetray"}
         assert summaries == ["A worker crashed", "A worker keeps crashing", "A worker crashed"]
         assert bodies == [
-            "the chat worker was killed by SIGABRT; log: /h/logs/worker-chat.log",
-            "the chat worker crashed 4 times in 60 s; retrying in 60 s",
-            "the embed worker died loading &lt;tensor&gt; &amp; co"]  # the server reads markup
+            "The chat worker was killed by SIGABRT; log: /h/logs/worker-chat.log",
+            "The chat worker crashed 4 times in 60 s; retrying in 60 s (or press Retry to try "
+            "now)",
+            "The embed worker died loading &lt;tensor&gt; &amp; co"]  # the server reads markup
         assert not any("hivetray " in body for body in bodies)  # no command in a notification
         assert server.calls[0][6]["desktop-entry"] == ("s", "hivetray")
         assert tray.notifier.popup is None  # the desktop showed them, not our popup

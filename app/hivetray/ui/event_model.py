@@ -24,6 +24,7 @@ from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QFont, QFontDatabase, QFontMetrics
 
 from hivetray.pool.events import Event
+from hivetray.wording import window_line
 
 MAX_EVENTS = 20_000
 #: the level filter's choices, lowest first; "all levels" shows everything
@@ -52,16 +53,24 @@ def role_name(event: Event) -> str:
 
 
 def event_cells(event: Event) -> tuple[str, str, str, str]:
-    """Time, level, role and the message's first line: what a row shows."""
+    """Time, level, role and the message's first line in a window's words (the button to
+    press, never a command): what a row shows."""
     stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-    return stamp, event.level.upper(), role_name(event), first_line(event.message)
+    return stamp, event.level.upper(), role_name(event), window_line(event)
+
+
+def event_tooltip(event: Event) -> str:
+    """The whole message, when the cell shows only its start: its first line in a window's
+    words, then the rest as it came."""
+    rest = event.message.partition("\n")[2]
+    return window_line(event) + (f"\n{rest}" if rest else "")
 
 
 def event_text(event: Event, with_tail: bool) -> str:
     """One event as plain text for the clipboard: the row, the rest of a multi-line message
     indented below it, and the crash's log tail when it is shown."""
-    stamp, level, role, _ = event_cells(event)
-    head, _, rest = event.message.partition("\n")
+    stamp, level, role, head = event_cells(event)
+    rest = event.message.partition("\n")[2]
     lines = [f"{stamp}  {level:7} {role:7} {head}"]
     lines += ["          " + line for line in rest.splitlines()]
     if with_tail and (tail := log_tail(event)):
@@ -242,7 +251,7 @@ class EventListModel(QAbstractItemModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return event_cells(event)[index.column()]
         if role == Qt.ItemDataRole.ToolTipRole and index.column() == MESSAGE:
-            return event.message  # the whole text, when the cell shows only its start
+            return event_tooltip(event)  # the whole text, when the cell shows only its start
         if role == Qt.ItemDataRole.AccessibleTextRole:
             stamp, level, who, line = event_cells(event)
             return f"{stamp}, {level.lower()}, {who}: {line}"

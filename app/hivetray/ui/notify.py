@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,12 +31,13 @@ from PySide6.QtWidgets import QFrame, QLabel, QSystemTrayIcon, QVBoxLayout
 
 from hivetray.autostart import APP_ID
 from hivetray.pool.events import Event, EventKind
+from hivetray.wording import notification_text
 
 if TYPE_CHECKING:  # jeepney is imported at the first notice: the tray's start-up stays lean
     from hivetray.ui.hotkeys.dbus_client import DBusError, ErrorHandler, ReplyHandler
 
 __all__ = ["NOTIFY_INTERVAL_S", "NOTIFY_KINDS", "DBusNotifications", "Notice", "NoticePopup",
-           "NotificationPolicy", "Notifier", "notice_body", "popup_position"]
+           "NotificationPolicy", "Notifier", "popup_position"]
 log = logging.getLogger(__name__)
 
 NOTIFY_KINDS = {EventKind.CRASH, EventKind.BREAKER_OPEN, EventKind.BREAKER_CLOSED,
@@ -53,7 +53,6 @@ SUMMARIES = {EventKind.CRASH: "A worker crashed",
              EventKind.LOAD_ERROR: "A model failed to load",
              EventKind.API: "The HTTP API is not running"}
 #: a trailing "(or now: hivetray retry chat)": advice for a terminal, not for a notification
-_COMMAND_HINT = re.compile(r"\s*\([^()]*`?hivetray [^()]*\)\s*$")
 
 
 @dataclass(frozen=True)
@@ -63,16 +62,6 @@ class Notice:
     summary: str
     body: str
     warning: bool = True
-
-
-def notice_body(message: str) -> str:
-    """What a notification says: the message's first line, without a command-line hint (the
-    tray menu and the status window offer the action).
-
-    A stopgap: one wording function per error and surface is coming (errors.py); this is the
-    one place that will call it.
-    """
-    return _COMMAND_HINT.sub("", message.split("\n", 1)[0])
 
 
 class NotificationPolicy:
@@ -95,7 +84,7 @@ class NotificationPolicy:
         if last is not None and now - last < self.interval_s:
             return None
         self._last[key] = now
-        return Notice(SUMMARIES[event.kind], notice_body(event.message),
+        return Notice(SUMMARIES[event.kind], notification_text(event),
                       warning=event.kind is not EventKind.BREAKER_CLOSED)
 
 

@@ -84,8 +84,8 @@ class TrayIcon(QObject):
         for row in rows:
             line = menu.addAction(state_line(row))
             line.setEnabled(False)
-            if row.last_error:
-                line.setToolTip(row.last_error)
+            if error := row.error_for_window:  # the button to press, not the command
+                line.setToolTip(error)
         if self._api_line is not None:
             menu.addAction(self._api_line()).setEnabled(False)
         menu.addSeparator()
