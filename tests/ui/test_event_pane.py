@@ -55,14 +55,15 @@ def cell(view: EventLogView, row: int, column: int,
 
 def test_one_row_per_event_and_the_crash_tail_stays_folded(qtbot: QtBot) -> None:
     view = make_view(qtbot)
-    view.add(ev(EventKind.STATE, "chat", "chat: stopped → starting"))
+    first = ev(EventKind.STATE, "chat", "chat: stopped → starting")
+    view.add(first)
     view.add(crash())
     assert view.model.rowCount() == 0  # nothing painted until the throttle timer fires
     qtbot.waitUntil(lambda: view.model.rowCount() == 2, timeout=2000)
     assert [cell(view, 1, c) for c in range(1, 4)] == [
         "ERROR", "chat", "the chat worker was killed by SIGABRT (log: /h/logs/worker-chat.log)"]
     assert cell(view, 1, MESSAGE, Qt.ItemDataRole.ToolTipRole) == CRASH  # the whole text
-    assert cell(view, 0, TIME) == time.strftime("%H:%M:%S")
+    assert cell(view, 0, TIME) == time.strftime("%H:%M:%S", time.localtime(first.ts))
     # the tail is one folded child row, not inline text
     crash_row = view.model.index(1, TIME)
     assert view.model.rowCount(crash_row) == 1 and view.model.rowCount(view.model.index(0, 0)) == 0
