@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import qasync
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QLabel, QWidget
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from hivetray import ROLES, first_run
@@ -30,6 +30,7 @@ from hivetray.ui.welcome import WINDOW_TITLE, WelcomeWindow, download_size
 from tests.conftest import make_config
 from tests.helpers.builtin_dist import write_fake_builtin
 from tests.helpers.waiting import until
+from tests.ui.clipping import clipped_texts
 
 
 def on_loop(step: Callable[[], object]) -> None:
@@ -160,36 +161,19 @@ def test_a_download_shows_progress_then_its_outcome_and_can_be_cancelled(qtbot: 
     assert "cancelled" in row.note.text() and row.note.isVisible()
 
 
-def cut_off(window: QWidget) -> list[str]:
-    """The shown labels whose text does not fit their geometry (wrapped: too short;
-    one line: too narrow)."""
-    window.layout().activate()
-    QApplication.processEvents()
-    bad = []
-    for label in window.findChildren(QLabel):
-        if not label.isVisible() or not label.text():
-            continue
-        if label.wordWrap():
-            fits = label.heightForWidth(label.width()) <= label.height()
-        else:
-            fits = label.sizeHint().width() <= label.width()
-        if not fits:
-            bad.append(label.text())
-    return bad
-
-
 def test_no_text_is_cut_off_as_rows_grow(qtbot: QtBot) -> None:
     window = WelcomeWindow(builtin.LABEL)
     qtbot.addWidget(window)
     window.present()
-    assert cut_off(window) == []
+    assert clipped_texts(window) == []  # the check every window's test uses
     window.set_models({"chat": "/home/me/models/a-model-with-a-long-name.Q4_K_M.gguf"})
     window.download_started("embed")
-    window.download_finished("rerank", False, "hivetray: cannot fetch gpustack/bge-reranker-v2-"
-                             "m3-GGUF: connection refused (offline?) — press Download to resume.")
+    window.download_finished("rerank", False, "Cannot fetch gpustack/bge-reranker-v2-m3-GGUF/"
+                             "bge-reranker-v2-m3-Q4_K_M.gguf from huggingface.co: no network "
+                             "connection. Connect to the network, then press Download again.")
     window.show_message("/tmp/x.gguf is not a GGUF model file Hivetray can load: bad magic "
                         "number; it is damaged or not a model: pick another file")
-    assert cut_off(window) == []
+    assert clipped_texts(window) == []  # the check every window's test uses
 
 
 # -- wired into the app -----------------------------------------------------------------------
