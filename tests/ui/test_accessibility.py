@@ -237,7 +237,7 @@ def sizes_under_fonts(qapp: QApplication, make: Callable[[], QWidget]) -> list[t
     base = qapp.font()
     sizes: list[tuple[int, int]] = []
     try:
-        for points in (5.0, 8.0):  # both fit the offscreen screen (800 x 600)
+        for points in (4.0, 6.5):  # both fit the offscreen screen (800 x 600)
             font = QFont(base)
             font.setPointSizeF(points)
             qapp.setFont(font)

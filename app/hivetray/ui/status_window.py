@@ -89,11 +89,11 @@ class StatusWindow(QMainWindow):
         splitter.addWidget(top)
         splitter.addWidget(self.logs)
         line = self.fontMetrics().lineSpacing()
-        splitter.setSizes([17 * line, 23 * line])  # the table's rows above, the logs below
+        splitter.setSizes([19 * line, 24 * line])  # the table's rows above, the logs below
         self.setCentralWidget(splitter)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_detail())
         name_clear_buttons(self)
-        self.resize(text_size(self, 150, 40))
+        self.resize(text_size(self, 170, 43))
         QShortcut(QKeySequence("Ctrl+R"), self, self._retry)
         QShortcut(QKeySequence("Ctrl+W"), self, self.hide)
         QShortcut(QKeySequence("Escape"), self, self.hide)
