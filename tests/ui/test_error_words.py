@@ -8,7 +8,6 @@ the status window's detail line and state tooltip, and a desktop notification's 
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import re
@@ -21,18 +20,17 @@ from pytestqt.qtbot import QtBot
 
 from hivetray import errors
 from hivetray.errors import HivetrayError, error_to_wire
-from hivetray.history import History
 from hivetray.models.catalog import CatalogEntry
 from hivetray.models.validate import check_role, open_model
 from hivetray.paths import AppPaths
 from hivetray.pool.events import Event, EventKind
 from hivetray.pool.memory import plan_admission, refusal
-from hivetray.ui.chat_session import ChatSession
 from hivetray.ui.model_download import ModelDownloader
 from hivetray.ui.quick_chat import GET_FIRST_MODEL, QuickChatWindow
 from hivetray.ui.status_window import StatusWindow
 from hivetray.wording import Fix, Remedy, Wording, notification_text, sentence
 from tests.ui.conftest import PoolRig
+from tests.ui.test_clipped_windows import quick_chat  # noqa: F401 (a fixture)
 from tests.ui.test_quick_chat import ScriptedStream, loop  # noqa: F401 (a fixture)
 
 #: a command for the terminal, as the CLI words its hints
@@ -40,14 +38,6 @@ COMMAND = re.compile(r"\bhivetray (?:models|retry|restart|stop|status|chat|embed
                      r"events|quit|daemon|api|self-test|toggle-chat)\b|`")
 
 
-
-@pytest.fixture
-def quick_chat(qtbot: QtBot, tmp_path: Path, loop: asyncio.AbstractEventLoop  # noqa: F811
-               ) -> QuickChatWindow:
-    """The quick-chat window over a scripted stream (tests/ui/test_quick_chat.py)."""
-    view = QuickChatWindow(ChatSession(ScriptedStream(), History(tmp_path / "history.sqlite3")))
-    qtbot.addWidget(view)
-    return view
 
 def raised(make: Callable[[], object]) -> HivetrayError:
     try:
@@ -139,7 +129,8 @@ def test_the_samples_cover_every_kind_of_error(cases: list[tuple[HivetrayError, 
 
 
 def test_the_quick_chat_banner_and_reply_status(
-        cases: list[tuple[HivetrayError, str, str | None]], quick_chat: QuickChatWindow) -> None:
+        cases: list[tuple[HivetrayError, str, str | None]],
+        quick_chat: QuickChatWindow) -> None:  # noqa: F811 (the imported fixture)
     view = quick_chat
     for error, phrase, button in cases:
         view.reply = view._add_view("assistant")
