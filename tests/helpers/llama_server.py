@@ -2,7 +2,7 @@
 bench/build_llama_server.sh, started on the tiny generated models, and stopped, killed, frozen
 (SIGSTOP) or restarted on the same port by the test.
 
-The root conftest registers the ``llama_server_bin`` and ``llama_servers`` fixtures.
+The root conftest registers the ``llama_server_bin`` and ``start_llama_server`` fixtures.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -93,9 +93,17 @@ class LlamaServer:
 
 
 @pytest.fixture
-def llama_servers(llama_server_bin: Path) -> Iterator[list[LlamaServer]]:
-    """Servers a test starts (``servers.append(LlamaServer(...).start())``); all killed after."""
+def start_llama_server(llama_server_bin: Path) -> Iterator[Callable[..., LlamaServer]]:
+    """``start_llama_server(model, *extra)``: a started llama-server on ``model``; every one
+    this test started is killed after it (registered before it starts, so a failed start is
+    cleaned up too)."""
     servers: list[LlamaServer] = []
-    yield servers
+
+    def start(model: Path, *extra: str) -> LlamaServer:
+        server = LlamaServer(llama_server_bin, model, *extra)
+        servers.append(server)
+        return server.start()
+
+    yield start
     for server in servers:
         server.kill()

@@ -10,7 +10,7 @@ import io
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -58,10 +58,9 @@ def png() -> bytes:
 
 
 def test_chat_streams_through_a_remote_role_with_usage_and_status(
-        home: AppPaths, llama_servers: list[LlamaServer], llama_server_bin: Path,
+        home: AppPaths, start_llama_server: Callable[..., LlamaServer],
         tiny_models: dict[str, Path]) -> None:
-    server = LlamaServer(llama_server_bin, tiny_models["chat"]).start()
-    llama_servers.append(server)
+    server = start_llama_server(tiny_models["chat"])
 
     async def scenario() -> None:
         async with pool_of(home, remote_config(chat=remote(server.url))) as pool:
@@ -82,13 +81,11 @@ def test_chat_streams_through_a_remote_role_with_usage_and_status(
 
 
 def test_embed_rerank_and_vision_roles_on_llama_server(
-        home: AppPaths, llama_servers: list[LlamaServer], llama_server_bin: Path,
+        home: AppPaths, start_llama_server: Callable[..., LlamaServer],
         tiny_models: dict[str, Path]) -> None:
-    embed = LlamaServer(llama_server_bin, tiny_models["embed"], "--embeddings").start()
-    rerank = LlamaServer(llama_server_bin, tiny_models["rerank"], "--reranking").start()
-    vision = LlamaServer(llama_server_bin, tiny_models["chat"], "--mmproj",
-                         str(tiny_models["mmproj"])).start()
-    llama_servers.extend([embed, rerank, vision])
+    embed = start_llama_server(tiny_models["embed"], "--embeddings")
+    rerank = start_llama_server(tiny_models["rerank"], "--reranking")
+    vision = start_llama_server(tiny_models["chat"], "--mmproj", str(tiny_models["mmproj"]))
     config = remote_config(embed=remote(embed.url), rerank=remote(rerank.url),
                            vision=remote(vision.url))
 
@@ -113,10 +110,9 @@ def test_embed_rerank_and_vision_roles_on_llama_server(
 
 
 def test_a_killed_engine_is_counted_opens_the_breaker_and_a_restart_closes_it(
-        home: AppPaths, llama_servers: list[LlamaServer], llama_server_bin: Path,
+        home: AppPaths, start_llama_server: Callable[..., LlamaServer],
         tiny_models: dict[str, Path]) -> None:
-    server = LlamaServer(llama_server_bin, tiny_models["chat"]).start()
-    llama_servers.append(server)
+    server = start_llama_server(tiny_models["chat"])
 
     async def scenario() -> None:
         async with pool_of(home, remote_config(chat=remote(server.url))) as pool:
@@ -148,10 +144,9 @@ def test_a_killed_engine_is_counted_opens_the_breaker_and_a_restart_closes_it(
 
 
 def test_a_frozen_engine_fails_its_health_check_and_is_counted(
-        home: AppPaths, llama_servers: list[LlamaServer], llama_server_bin: Path,
+        home: AppPaths, start_llama_server: Callable[..., LlamaServer],
         tiny_models: dict[str, Path]) -> None:
-    server = LlamaServer(llama_server_bin, tiny_models["chat"]).start()
-    llama_servers.append(server)
+    server = start_llama_server(tiny_models["chat"])
 
     async def scenario() -> None:
         async with pool_of(home, remote_config(chat=remote(server.url))) as pool:
@@ -171,12 +166,9 @@ def test_a_frozen_engine_fails_its_health_check_and_is_counted(
 
 
 def test_cancel_closes_the_stream_and_llama_server_stops_generating(
-        home: AppPaths, llama_servers: list[LlamaServer], llama_server_bin: Path,
+        home: AppPaths, start_llama_server: Callable[..., LlamaServer],
         long_chat_model: Path) -> None:
-    server = LlamaServer(llama_server_bin, long_chat_model)
-    server.extra = ("-c", "4096")
-    server.start()
-    llama_servers.append(server)
+    server = start_llama_server(long_chat_model, "-c", "4096")
 
     def processing() -> bool:
         status, body = server.get("/slots")
@@ -204,10 +196,9 @@ def test_cancel_closes_the_stream_and_llama_server_stops_generating(
 
 
 def test_unknown_model_and_unsupported_endpoint_say_what_to_do(
-        home: AppPaths, llama_servers: list[LlamaServer], llama_server_bin: Path,
+        home: AppPaths, start_llama_server: Callable[..., LlamaServer],
         tiny_models: dict[str, Path]) -> None:
-    server = LlamaServer(llama_server_bin, tiny_models["chat"]).start()
-    llama_servers.append(server)
+    server = start_llama_server(tiny_models["chat"])
     config = remote_config(chat=remote(server.url, model="no-such-model"),
                            rerank=remote(server.url))
 
@@ -228,12 +219,11 @@ def test_unknown_model_and_unsupported_endpoint_say_what_to_do(
 
 
 def test_many_requests_on_pooled_connections_are_no_failures(
-        home: AppPaths, llama_servers: list[LlamaServer], llama_server_bin: Path,
+        home: AppPaths, start_llama_server: Callable[..., LlamaServer],
         tiny_models: dict[str, Path]) -> None:
     """llama-server closes a keep-alive connection after a few requests; a request that finds
     its pooled connection closed is sent again on a new one, not counted as a failure."""
-    server = LlamaServer(llama_server_bin, tiny_models["chat"]).start()
-    llama_servers.append(server)
+    server = start_llama_server(tiny_models["chat"])
 
     async def scenario() -> None:
         async with pool_of(home, remote_config(chat=remote(server.url))) as pool:

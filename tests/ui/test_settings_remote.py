@@ -3,6 +3,7 @@ llama-server (vision, with the tiny projector) and an address where nothing list
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pytestqt.qtbot import QtBot
@@ -38,11 +39,9 @@ def test_a_remote_role_is_saved_without_its_key_and_hides_the_file_fields(
 
 
 def test_test_connection_reports_the_engine_model_context_and_images(
-        qtbot: QtBot, home: AppPaths, llama_servers: list[LlamaServer],
-        llama_server_bin: Path, tiny_models: dict[str, Path]) -> None:
-    server = LlamaServer(llama_server_bin, tiny_models["chat"], "--mmproj",
-                         str(tiny_models["mmproj"])).start()
-    llama_servers.append(server)
+        qtbot: QtBot, home: AppPaths, start_llama_server: Callable[..., LlamaServer],
+        tiny_models: dict[str, Path]) -> None:
+    server = start_llama_server(tiny_models["chat"], "--mmproj", str(tiny_models["mmproj"]))
     dialog = SettingsDialog(home, default_config())
     qtbot.addWidget(dialog)
     vision = dialog.role_tabs["vision"].engine
