@@ -224,6 +224,17 @@ def raw_pipe_rtt_ms(n: int, warmup: int = 100) -> list[float]:
 
 
 # -- output --------------------------------------------------------------------------------------
+#: where bench/build_llama_server.sh leaves llama-server (its default cache folder)
+DEFAULT_LLAMA_SERVER = (Path.home() / ".cache" / "hivetray-bench" / "llama-server-0.3.36"
+                        / "build" / "bin" / "llama-server")
+
+
+def add_llama_server_option(parser: argparse.ArgumentParser) -> None:
+    """``--llama-server PATH``: $LLAMA_SERVER, else where build_llama_server.sh builds it."""
+    parser.add_argument("--llama-server", type=Path, default=Path(
+        os.environ.get("LLAMA_SERVER", DEFAULT_LLAMA_SERVER)))
+
+
 def arg_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, help="also write the JSON result to this file")

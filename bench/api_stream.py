@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
 import re
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 from _common import (
     BENCH_DIR,
     BenchHome,
+    add_llama_server_option,
     arg_parser,
     bench_home,
     chat_config,
@@ -53,8 +53,6 @@ from hivetray.sampling import DEFAULT_SAMPLING
 
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 TEXTS = [f"short text number {n} about bees and flowers" for n in range(64)]
-DEFAULT_SERVER = (Path.home() / ".cache" / "hivetray-bench" / "llama-server-0.3.36" / "build"
-                  / "bin" / "llama-server")
 IDLE_S = 3.0
 Run = dict[str, float]
 
@@ -320,8 +318,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="measured runs per variant")
     parser.add_argument("--tray-runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--llama-server", type=Path, default=Path(
-        os.environ.get("LLAMA_SERVER", DEFAULT_SERVER)))
+    add_llama_server_option(parser)
     parser.add_argument("--no-real", action="store_true",
                         help="only the tiny model (skip SmolLM2 even when installed)")
     parser.add_argument("--no-tray", action="store_true", help="skip the tray memory runs")

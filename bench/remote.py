@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    add_llama_server_option,
     arg_parser,
     bench_home,
     emit,
@@ -43,8 +44,6 @@ from _common import (
     summarize,
 )
 
-DEFAULT_SERVER = (Path.home() / ".cache" / "hivetray-bench" / "llama-server-0.3.36" / "build"
-                  / "bin" / "llama-server")
 Run = dict[str, float]
 
 
@@ -226,8 +225,7 @@ def main() -> None:
     parser.add_argument("--cooldown-s", type=float, default=2.0)
     parser.add_argument("--failover-runs", type=int, default=3)
     parser.add_argument("--no-real", action="store_true", help="only the tiny model")
-    parser.add_argument("--llama-server", type=Path, default=Path(
-        os.environ.get("LLAMA_SERVER", DEFAULT_SERVER)))
+    add_llama_server_option(parser)
     args = parser.parse_args()
     if not args.llama_server.is_file():
         raise SystemExit(f"no llama-server at {args.llama_server}: bench/build_llama_server.sh")
