@@ -202,6 +202,16 @@ def test_second_launch_exits_zero_and_shows_the_status_window(
     app.alive()  # the first instance keeps running
 
 
+def quit_cleanly(session: XSession, app: AppRun) -> None:
+    """``hivetray quit``: exit 0, and every process the app started is gone soon after."""
+    family = app.descendants()
+    result = cli(session, "quit")
+    assert result.returncode == 0, result.stderr
+    assert app.proc.wait(15) == 0
+    wait_until(lambda: all(process_gone(p.pid) for p in family), 5,
+               what="every process the app started is gone")
+
+
 def test_quit_exits_zero_and_leaves_no_worker(
         tray_x: XSession, launch: Callable[[XSession], AppRun], write_config: Any,
         tiny_models: dict[str, Path]) -> None:
@@ -214,13 +224,8 @@ def test_quit_exits_zero_and_leaves_no_worker(
     assert chat["role"] == "chat" and chat["state"] == "ready", chat
     worker = psutil.Process(chat["pid"])
     assert worker.ppid() == app.pid
-    family = app.descendants()
-    assert worker in family
-    result = cli(tray_x, "quit")
-    assert result.returncode == 0, result.stderr
-    assert app.proc.wait(15) == 0
-    wait_until(lambda: all(process_gone(p.pid) for p in family), 5,
-               what="every process the app started is gone")
+    assert worker in app.descendants()
+    quit_cleanly(tray_x, app)
 
 
 def test_malformed_config_is_kept_aside_and_the_app_still_starts(

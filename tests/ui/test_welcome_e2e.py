@@ -17,21 +17,18 @@ from hivetray import first_run
 from hivetray.models import builtin
 from hivetray.paths import AppPaths
 from tests.conftest import make_config
-from tests.helpers.waiting import process_gone, wait_until
+from tests.helpers.waiting import wait_until
 from tests.helpers.x11 import XSession, visible_named, window_tree
-from tests.ui.test_tray_e2e import AppRun, cli, launch, status, tray_x  # noqa: F401  (fixtures)
+from tests.ui.test_tray_e2e import (  # noqa: F401  (fixtures)
+    AppRun,
+    launch,
+    quit_cleanly,
+    status,
+    tray_x,
+)
 
 pytestmark = pytest.mark.real
 TITLE = "Hivetray — Welcome"
-
-
-def quit_cleanly(session: XSession, app: AppRun) -> None:
-    family = app.descendants()
-    result = cli(session, "quit")
-    assert result.returncode == 0, result.stderr
-    assert app.proc.wait(15) == 0
-    wait_until(lambda: all(process_gone(p.pid) for p in family), 5,
-               what="every process the app started is gone")
 
 
 def test_a_first_start_without_any_model_opens_the_welcome_window(
