@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +125,8 @@ def set_model(paths: AppPaths, role: str, model: str | None, mmproj: str | None,
         mmproj = current.mmproj  # keep the projector when only the model changes
     if model:
         check_role(role, model, mmproj)  # raises with the file's problem: nothing is written
-    roles = dict(loaded.config.roles)
-    roles[role] = replace(current, model=model, mmproj=mmproj if role == "vision" else None)
-    save_config(paths.config_file, replace(loaded.config, roles=roles))
+    save_config(paths.config_file, loaded.config.with_role(
+        role, model=model, mmproj=mmproj if role == "vision" else None))
     if announce:
         what = f"{model}" + (f" + projector {mmproj}" if role == "vision" and mmproj else "")
         print(f"{role}: {what if model else '(no model)'} — written to {paths.config_file}")

@@ -147,6 +147,10 @@ class Config:
     def role(self, name: str) -> RoleConfig:
         return self.roles.get(name) or default_role(name)
 
+    def with_role(self, name: str, **changes: Any) -> Config:
+        """This config with role ``name``'s settings changed (the config is frozen: a copy)."""
+        return replace(self, roles={**self.roles, name: replace(self.role(name), **changes)})
+
 
 def default_role(name: str) -> RoleConfig:
     return RoleConfig(idle_timeout_s=DEFAULT_IDLE_TIMEOUT_S.get(name, 900.0))

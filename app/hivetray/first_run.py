@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -78,9 +77,7 @@ def set_role_model(paths: AppPaths, role: str, model: str) -> Config:
     the caller is the running instance, which applies the file itself.
     """
     check_role(role, model, None)
-    loaded = load_config(paths.config_file)
-    roles = dict(loaded.config.roles)
-    roles[role] = replace(loaded.config.role(role), model=model, engine="local", url=None)
-    config = replace(loaded.config, roles=roles)
+    config = load_config(paths.config_file).config.with_role(role, model=model, engine="local",
+                                                             url=None)
     save_config(paths.config_file, config)
     return config

@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +99,10 @@ def with_builtin_chat(config: Config, paths: AppPaths | None = None) -> Config:
     model = locate()
     if model is None:
         return config
-    roles = dict(config.roles)
-    roles["chat"] = replace(chat, model=str(model))
-    if chat.temperature == DEFAULT_SAMPLING.temperature:  # the user has not chosen one
-        roles["chat"] = replace(roles["chat"], temperature=BUILTIN_TEMPERATURE)
-    return replace(config, roles=roles)
+    # the built-in model is weak: it samples colder unless the user has chosen a temperature
+    colder = chat.temperature == DEFAULT_SAMPLING.temperature
+    return config.with_role("chat", model=str(model),
+                            temperature=BUILTIN_TEMPERATURE if colder else chat.temperature)
 
 
 def chat_format_for(model: str) -> dict[str, Any]:
